@@ -1,0 +1,350 @@
+"""Store one instance: validate it, write its file durably, then commit its index rows.
+
+This is the single entry point of every way images arrive (C-STORE, STOW-RS,
+import from disk). The order of steps is the archive's durability rule: the
+caller may acknowledge the instance only when :func:`store` returns a success
+outcome, and by then the file is fsynced and the index transaction committed.
+A crash between the two steps leaves an unreferenced file, never an index row
+without its file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import io
+import logging
+from functools import lru_cache
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, AllTransferSyntaxes
+
+from telerad.audit import events as audit
+from telerad.archive import header
+from telerad.archive.models import Instance, Patient, Series, Study
+from telerad.archive.record import WANTED_TAGS, InstanceRecord, InvalidAttribute, build_record
+from telerad.archive.storage import FileStorage, storage_key
+from telerad.config import DuplicatePolicy
+
+logger = logging.getLogger(__name__)
+
+# Tags of the file meta group (PS3.10 7.1).
+MEDIA_STORAGE_SOP_CLASS_UID = 0x00020002
+MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
+TRANSFER_SYNTAX_UID = 0x00020010
+
+IMPLEMENTATION_VERSION_NAME = "TELERAD_010"
+KNOWN_TRANSFER_SYNTAXES = frozenset(str(uid) for uid in AllTransferSyntaxes)
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    ALREADY_PRESENT = "already present"
+    REPLACED = "replaced"
+    REJECTED = "rejected"
+    CONFLICT = "conflict"
+
+    @property
+    def succeeded(self) -> bool:
+        return self in {Outcome.STORED, Outcome.ALREADY_PRESENT, Outcome.REPLACED}
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where an instance came from, for the index and the audit trail."""
+
+    kind: str  # "dimse", "stow" or "import"
+    ae_title: str = ""
+    address: str = ""
+    user: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreResult:
+    outcome: Outcome
+    reason: str = ""
+    sop_instance_uid: str = ""
+    study_instance_uid: str = ""
+    patient_id: str = ""
+
+
+class Rejected(Exception):
+    """The instance cannot be stored; the message says why, without patient data."""
+
+
+@lru_cache(maxsize=1)
+def default_storage() -> FileStorage:
+    config = settings.TELERAD
+    return FileStorage(config.storage_dir, config.temporary_dir)
+
+
+def store_file(buffer: bytes, *, source: Source, storage: FileStorage | None = None) -> StoreResult:
+    """Store a Part 10 file as it is; a dataset without file meta gets one added in front of it.
+
+    `buffer` is bytes or an mmap of the whole file.
+    """
+    meta = header.read_file_meta(buffer)
+    if meta is None:
+        return _store_bare_dataset(buffer, source=source, storage=storage)
+
+    transfer_syntax = meta.text(TRANSFER_SYNTAX_UID)
+    if not transfer_syntax:
+        return _rejected("the file meta information has no TransferSyntaxUID")
+    return _store(
+        buffer,
+        dataset_offset=meta.dataset_offset,
+        transfer_syntax=transfer_syntax,
+        meta_prefix=None,
+        expected_class=meta.text(MEDIA_STORAGE_SOP_CLASS_UID),
+        expected_instance=meta.text(MEDIA_STORAGE_SOP_INSTANCE_UID),
+        source=source,
+        storage=storage,
+    )
+
+
+def store_dataset(
+    buffer: bytes,
+    *,
+    dataset_offset: int,
+    transfer_syntax: str,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    source: Source,
+    storage: FileStorage | None = None,
+) -> StoreResult:
+    """Store an encoded dataset received over the network, adding telerad's file meta information.
+
+    The dataset must carry the SOP Class and Instance UIDs named by the request.
+    """
+    prefix = file_meta_prefix(sop_class_uid, sop_instance_uid, transfer_syntax, source.ae_title)
+    return _store(
+        buffer,
+        dataset_offset=dataset_offset,
+        transfer_syntax=transfer_syntax,
+        meta_prefix=prefix,
+        expected_class=sop_class_uid,
+        expected_instance=sop_instance_uid,
+        source=source,
+        storage=storage,
+    )
+
+
+def file_meta_prefix(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str) -> bytes:
+    """Return the preamble, ``DICM`` prefix and file meta group (PS3.10 7.1) for a received dataset."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if source_ae_title:
+        meta.SourceApplicationEntityTitle = source_ae_title
+    stream = io.BytesIO()
+    stream.write(b"\x00" * header.PREAMBLE_LENGTH + b"DICM")
+    write_file_meta_info(stream, meta, enforce_standard=True)  # type: ignore[arg-type]
+    return stream.getvalue()
+
+
+def _store_bare_dataset(buffer: bytes, *, source: Source, storage: FileStorage | None) -> StoreResult:
+    transfer_syntax = header.guess_transfer_syntax(buffer)
+    if transfer_syntax is None:
+        return _rejected("not a DICOM file: no DICM prefix and no recognisable dataset encoding")
+    try:
+        values = header.scan(buffer, 0, header.Encoding.of(transfer_syntax), WANTED_TAGS)
+        record = build_record(values, little_endian=header.Encoding.of(transfer_syntax).little_endian)
+    except (header.MalformedDataset, InvalidAttribute) as exc:
+        return _rejected(f"not a valid DICOM dataset: {exc}")
+    return store_dataset(
+        buffer,
+        dataset_offset=0,
+        transfer_syntax=transfer_syntax,
+        sop_class_uid=str(record.instance["sop_class_uid"]),
+        sop_instance_uid=record.sop_instance_uid,
+        source=source,
+        storage=storage,
+    )
+
+
+def _store(
+    buffer: bytes,
+    *,
+    dataset_offset: int,
+    transfer_syntax: str,
+    meta_prefix: bytes | None,
+    expected_class: str,
+    expected_instance: str,
+    source: Source,
+    storage: FileStorage | None,
+) -> StoreResult:
+    storage = storage or default_storage()
+    try:
+        record = _read_record(buffer, dataset_offset, transfer_syntax, expected_class, expected_instance)
+    except Rejected as exc:
+        return _rejected(str(exc), sop_instance_uid=expected_instance)
+
+    dataset_sha256 = hashlib.sha256(memoryview(buffer)[dataset_offset:]).hexdigest()
+    existing = _compare_with_stored(record, dataset_sha256, source)
+    if existing is not None:
+        return existing
+
+    key = storage_key(record.sop_instance_uid, dataset_sha256)
+    chunks: list[bytes | memoryview] = [memoryview(buffer)] if meta_prefix is None else [meta_prefix, memoryview(buffer)[dataset_offset:]]
+    file_size = storage.write(key, chunks)
+    stored_offset = dataset_offset if meta_prefix is None else len(meta_prefix)
+    file_fields = {
+        "storage_key": key,
+        "file_size": file_size,
+        "dataset_sha256": dataset_sha256,
+        "dataset_offset": stored_offset,
+        "transfer_syntax_uid": transfer_syntax,
+        "source_ae_title": source.ae_title[:16],
+        "source_address": source.address[:64],
+    }
+    try:
+        return _index(record, file_fields, source=source, storage=storage)
+    except Rejected as exc:
+        _discard_unreferenced(storage, key)
+        return _rejected(str(exc), sop_instance_uid=record.sop_instance_uid)
+
+
+def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str, expected_class: str, expected_instance: str) -> InstanceRecord:
+    if transfer_syntax not in KNOWN_TRANSFER_SYNTAXES:
+        raise Rejected(f"the transfer syntax {transfer_syntax!r} is not supported")
+    encoding = header.Encoding.of(transfer_syntax)
+    try:
+        data, start = header.dataset_bytes(buffer, dataset_offset, encoding)
+        values = header.scan(data, start, encoding, WANTED_TAGS)
+        record = build_record(values, little_endian=encoding.little_endian)
+    except (header.MalformedDataset, InvalidAttribute) as exc:
+        raise Rejected(str(exc)) from None
+
+    if expected_instance and expected_instance != record.sop_instance_uid:
+        raise Rejected(f"the dataset's SOPInstanceUID {record.sop_instance_uid} differs from {expected_instance} in the file meta information or request")
+    if expected_class and expected_class != record.instance["sop_class_uid"]:
+        raise Rejected(f"the dataset's SOPClassUID {record.instance['sop_class_uid']} differs from {expected_class} in the file meta information or request")
+    return record
+
+
+def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source) -> StoreResult | None:
+    """Return the outcome for a SOP Instance UID that is already stored, or None to go on storing."""
+    stored = Instance.objects.filter(sop_instance_uid=record.sop_instance_uid).values_list("dataset_sha256", flat=True).first()
+    if stored is None:
+        return None
+    result = _result(Outcome.ALREADY_PRESENT, record)
+    if stored == dataset_sha256:
+        return result
+    if settings.TELERAD.duplicate_policy == DuplicatePolicy.OVERWRITE:
+        return None
+    reason = "a different instance with this SOP Instance UID is already stored; the duplicate policy keeps the first"
+    logger.warning("duplicate SOP instance rejected sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, source.ae_title or source.kind)
+    audit.record_event(
+        action=audit.Action.DUPLICATE_REJECTED,
+        outcome=audit.Outcome.MINOR_FAILURE,
+        user=source.user or source.ae_title,
+        address=source.address,
+        patient_id=record.patient["patient_id"],
+        study_instance_uid=record.study_instance_uid,
+        detail=f"sop_instance_uid={record.sop_instance_uid}; {reason}",
+    )
+    return dataclasses.replace(result, outcome=Outcome.CONFLICT, reason=reason)
+
+
+def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage) -> StoreResult:
+    try:
+        with transaction.atomic():
+            replaced_key = _write_rows(record, file_fields, source)
+    except IntegrityError:
+        # Another association stored the same SOP Instance UID between the
+        # check and this insert; decide again against what it stored.
+        outcome = _compare_with_stored(record, str(file_fields["dataset_sha256"]), source)
+        if outcome is None:
+            with transaction.atomic():
+                replaced_key = _write_rows(record, file_fields, source)
+        else:
+            _discard_unreferenced(storage, str(file_fields["storage_key"]))
+            return outcome
+
+    if replaced_key is None:
+        return _result(Outcome.STORED, record)
+    if replaced_key != file_fields["storage_key"]:
+        storage.delete(replaced_key)
+    return _result(Outcome.REPLACED, record)
+
+
+def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: Source) -> str | None:
+    """Insert or replace the instance row; return the storage key it replaced, if any."""
+    series = _series_for(record)
+    existing = Instance.objects.select_for_update().filter(sop_instance_uid=record.sop_instance_uid).first()
+    if existing is None:
+        Instance.objects.create(series=series, **record.instance, **file_fields)
+        Series.objects.filter(pk=series.pk).update(number_of_series_related_instances=F("number_of_series_related_instances") + 1)
+        Study.objects.filter(pk=series.study_id).update(number_of_study_related_instances=F("number_of_study_related_instances") + 1)
+        return None
+
+    if existing.series_id != series.pk:
+        raise Rejected("this SOP Instance UID is already stored in another series; the overwrite policy cannot move it")
+    replaced_key = existing.storage_key
+    for name, value in {**record.instance, **file_fields}.items():
+        setattr(existing, name, value)
+    existing.save()
+    logger.warning("duplicate SOP instance replaced sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, source.ae_title or source.kind)
+    audit.record_event(
+        action=audit.Action.DUPLICATE_REPLACED,
+        outcome=audit.Outcome.SUCCESS,
+        user=source.user or source.ae_title,
+        address=source.address,
+        patient_id=record.patient["patient_id"],
+        study_instance_uid=record.study_instance_uid,
+        detail=f"sop_instance_uid={record.sop_instance_uid}; the duplicate policy overwrites",
+    )
+    return replaced_key
+
+
+def _series_for(record: InstanceRecord) -> Series:
+    series = Series.objects.filter(series_instance_uid=record.series["series_instance_uid"]).first()
+    if series is not None:
+        if series.study.study_instance_uid != record.study_instance_uid:
+            raise Rejected(f"SeriesInstanceUID {series.series_instance_uid} is already stored in another study")
+        return series
+
+    study = _study_for(record)
+    series = Series.objects.create(study=study, **record.series)
+    modalities = study.modalities
+    if series.modality and series.modality not in modalities:
+        modalities.append(series.modality)
+    Study.objects.filter(pk=study.pk).update(
+        number_of_study_related_series=F("number_of_study_related_series") + 1,
+        modalities_in_study="\\".join(sorted(modalities)),
+    )
+    return series
+
+
+def _study_for(record: InstanceRecord) -> Study:
+    study = Study.objects.select_for_update().filter(study_instance_uid=record.study_instance_uid).select_related("patient").first()
+    patient_key = (record.patient["patient_id"], record.patient["issuer_of_patient_id"])
+    if study is not None:
+        if (study.patient.patient_id, study.patient.issuer_of_patient_id) != patient_key:
+            raise Rejected(f"StudyInstanceUID {record.study_instance_uid} is already stored for a patient with another PatientID")
+        return study
+
+    patient_values = {key: value for key, value in record.patient.items() if key not in {"patient_id", "issuer_of_patient_id"}}
+    patient, _ = Patient.objects.get_or_create(patient_id=patient_key[0], issuer_of_patient_id=patient_key[1], defaults=patient_values)
+    return Study.objects.create(patient=patient, **record.study)
+
+
+def _discard_unreferenced(storage: FileStorage, key: str) -> None:
+    if not Instance.objects.filter(storage_key=key).exists():
+        storage.delete(key)
+
+
+def _result(outcome: Outcome, record: InstanceRecord) -> StoreResult:
+    return StoreResult(outcome, sop_instance_uid=record.sop_instance_uid, study_instance_uid=record.study_instance_uid, patient_id=record.patient["patient_id"])
+
+
+def _rejected(reason: str, *, sop_instance_uid: str = "") -> StoreResult:
+    logger.warning("instance rejected sop_instance_uid=%s reason=%s", sop_instance_uid or "-", reason)
+    return StoreResult(Outcome.REJECTED, reason=reason, sop_instance_uid=sop_instance_uid)

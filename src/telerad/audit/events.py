@@ -1,0 +1,118 @@
+"""Write and verify audit events.
+
+Every event carries the SHA-256 of its own content and of the previous event,
+so that an altered, inserted or deleted row breaks the chain where it happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+
+from django.db import transaction
+from django.utils import timezone
+
+from telerad.audit.models import AuditChainHead, AuditEvent
+
+GENESIS_HASH = "0" * 64
+
+
+class Action(enum.StrEnum):
+    INSTANCES_STORED = "instances-stored"
+    ASSOCIATION_REJECTED = "association-rejected"
+    DUPLICATE_REJECTED = "duplicate-rejected"
+    DUPLICATE_REPLACED = "duplicate-replaced"
+    IMPORT = "import"
+    STUDY_VIEWED = "study-viewed"
+    STUDY_LIST_VIEWED = "study-list-viewed"
+    REMOTE_AE_CHANGED = "remote-ae-changed"
+    LOGIN = "login"
+    LOGIN_FAILED = "login-failed"
+    LOGOUT = "logout"
+
+
+class Outcome(enum.IntEnum):
+    """RFC 3881 EventOutcomeIndicator."""
+
+    SUCCESS = 0
+    MINOR_FAILURE = 4
+    SERIOUS_FAILURE = 8
+    MAJOR_FAILURE = 12
+
+
+def event_hash(event: AuditEvent) -> str:
+    content = {
+        "sequence": event.sequence,
+        "occurred_at": event.occurred_at.isoformat(),
+        "user": event.user,
+        "address": event.address,
+        "action": event.action,
+        "outcome": event.outcome,
+        "patient_id": event.patient_id,
+        "study_instance_uid": event.study_instance_uid,
+        "detail": event.detail,
+        "previous_hash": event.previous_hash,
+    }
+    encoded = json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def record_event(
+    *,
+    action: Action,
+    outcome: Outcome = Outcome.SUCCESS,
+    user: str = "",
+    address: str = "",
+    patient_id: str = "",
+    study_instance_uid: str = "",
+    detail: str = "",
+) -> AuditEvent:
+    """Append one event to the chain, inside the caller's transaction when there is one."""
+    with transaction.atomic():
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        event = AuditEvent(
+            sequence=head.last_sequence + 1,
+            occurred_at=timezone.now(),
+            user=user[:150],
+            address=address[:64],
+            action=str(action),
+            outcome=int(outcome),
+            patient_id=patient_id,
+            study_instance_uid=study_instance_uid[:64],
+            detail=detail,
+            previous_hash=head.last_hash,
+        )
+        event.hash = event_hash(event)
+        event.save()
+        head.last_sequence = event.sequence
+        head.last_hash = event.hash
+        head.save(update_fields=["last_sequence", "last_hash"])
+    return event
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainProblem:
+    sequence: int
+    message: str
+
+
+def verify_chain(batch_size: int = 5000) -> list[ChainProblem]:
+    """Check every event's hash and link; return the problems found, in order."""
+    problems: list[ChainProblem] = []
+    expected_previous = GENESIS_HASH
+    expected_sequence = 1
+    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=batch_size):
+        if event.sequence != expected_sequence:
+            problems.append(ChainProblem(event.sequence, f"events {expected_sequence} to {event.sequence - 1} are missing"))
+        if event.previous_hash != expected_previous:
+            problems.append(ChainProblem(event.sequence, "the link to the previous event is broken (an event before it was changed, inserted or deleted)"))
+        if event_hash(event) != event.hash:
+            problems.append(ChainProblem(event.sequence, "the content does not match its hash (the event was altered)"))
+        expected_previous = event.hash
+        expected_sequence = event.sequence + 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is not None and head.last_sequence != expected_sequence - 1:
+        problems.append(ChainProblem(head.last_sequence, f"the chain should end at event {head.last_sequence} but ends at {expected_sequence - 1} (events at the end were deleted)"))
+    return problems

@@ -1,0 +1,262 @@
+"""telerad's configuration, read once from the environment and an optional TOML file.
+
+Every setting has an environment variable (``TELERAD_<NAME>``) and a key of the
+same name in lower case in the TOML file named by ``TELERAD_CONFIG_FILE``
+(default: ``telerad.toml`` in the data folder, when it exists). The environment
+wins over the file. Secrets also accept ``TELERAD_<NAME>_FILE``, the path of a
+file that contains the value.
+
+Loading never raises: problems are collected as :class:`ConfigProblem` so that
+``telerad check`` can list them all in plain words, and the servers refuse to
+start while any remain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "TELERAD_"
+
+# PS3.5 6.2: an AE title is 1 to 16 characters of the default repertoire,
+# without backslash or control characters. Leading and trailing spaces are
+# not significant.
+AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+class DuplicatePolicy(enum.StrEnum):
+    """What happens when a SOP Instance UID arrives again with different content."""
+
+    KEEP_FIRST = "keep-first"
+    OVERWRITE = "overwrite"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigProblem:
+    setting: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{ENV_PREFIX}{self.setting.upper()}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    http_port: int = 8443
+    dicom_port: int = 11112
+    ae_title: str = "TELERAD"
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    # Plain HTTP is for tests and for running behind a TLS-terminating proxy.
+    http_tls: bool = True
+    secret_key: str = ""
+    accept_any_ae: bool = False
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
+    # Largest P-DATA PDU telerad accepts (PS3.8 9.3.1); larger PDUs mean fewer
+    # round trips through the protocol stack for large images.
+    dicom_max_pdu: int = 4 * 1024 * 1024
+    dicom_max_associations: int = 20
+    demo: bool = False
+    log_level: str = "INFO"
+    problems: tuple[ConfigProblem, ...] = ()
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def temporary_dir(self) -> Path:
+        """Scratch space on the storage file system, so that finished files move into place atomically."""
+        return self.data_dir / "tmp"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def certificate_path(self) -> Path:
+        return self.tls_certificate or self.tls_dir / "telerad.crt"
+
+    @property
+    def private_key_path(self) -> Path:
+        return self.tls_private_key or self.tls_dir / "telerad.key"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "telerad"
+
+
+class _Reader:
+    """Looks up raw values in the environment, then the TOML file, collecting problems."""
+
+    def __init__(self, environ: Mapping[str, str], file_values: Mapping[str, Any]):
+        self.environ = environ
+        self.file_values = file_values
+        self.problems: list[ConfigProblem] = []
+
+    def raw(self, name: str) -> Any:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in self.environ:
+            return self.environ[env_name]
+        return self.file_values.get(name)
+
+    def secret(self, name: str) -> str | None:
+        path = self.environ.get(ENV_PREFIX + name.upper() + "_FILE")
+        if path:
+            try:
+                return Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                self.problem(name, f"cannot read the file {path}: {exc.strerror}")
+                return None
+        value = self.raw(name)
+        return None if value is None else str(value)
+
+    def string(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None or value == "" else str(value)
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.problem(name, f"{value!r} is not a whole number; use a number from {minimum} to {maximum}")
+            return default
+        if not minimum <= number <= maximum:
+            self.problem(name, f"{number} is out of range; use a number from {minimum} to {maximum}")
+            return default
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        self.problem(name, f"{value!r} is not a yes/no value; use true or false")
+        return default
+
+    def path(self, name: str) -> Path | None:
+        value = self.raw(name)
+        return Path(str(value)).expanduser() if value else None
+
+    def problem(self, name: str, message: str) -> None:
+        self.problems.append(ConfigProblem(name, message))
+
+
+def _read_file_values(environ: Mapping[str, str], data_dir: Path) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    explicit = environ.get(ENV_PREFIX + "CONFIG_FILE")
+    path = Path(explicit) if explicit else data_dir / "telerad.toml"
+    if not path.exists():
+        if explicit:
+            return {}, [ConfigProblem("config_file", f"the file {path} does not exist")]
+        return {}, []
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle), []
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return {}, [ConfigProblem("config_file", f"cannot read {path}: {exc}")]
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from `environ` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    data_dir = Path(environ.get(ENV_PREFIX + "DATA_DIR") or default_data_dir()).expanduser().absolute()
+    file_values, file_problems = _read_file_values(environ, data_dir)
+    reader = _Reader(environ, file_values)
+    reader.problems.extend(file_problems)
+
+    database_url = reader.string("database_url", f"sqlite:///{data_dir / 'telerad.sqlite3'}")
+    if not re.match(r"^(sqlite|postgres|postgresql|pgsql)://", database_url):
+        reader.problem("database_url", f"unsupported database {database_url.split(':', 1)[0]!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
+
+    ae_title = reader.string("ae_title", "TELERAD").strip()
+    if not AE_TITLE_PATTERN.match(ae_title):
+        reader.problem("ae_title", f"{ae_title!r} is not a valid AE title; use 1 to 16 printable ASCII characters without backslash")
+        ae_title = "TELERAD"
+
+    policy_text = reader.string("duplicate_policy", DuplicatePolicy.KEEP_FIRST.value)
+    try:
+        duplicate_policy = DuplicatePolicy(policy_text)
+    except ValueError:
+        reader.problem("duplicate_policy", f"{policy_text!r} is not a policy; use keep-first or overwrite")
+        duplicate_policy = DuplicatePolicy.KEEP_FIRST
+
+    log_level = reader.string("log_level", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        reader.problem("log_level", f"{log_level!r} is not a level; use DEBUG, INFO, WARNING or ERROR")
+        log_level = "INFO"
+
+    certificate = reader.path("tls_certificate")
+    private_key = reader.path("tls_private_key")
+    if (certificate is None) != (private_key is None):
+        reader.problem("tls_certificate", "set both TELERAD_TLS_CERTIFICATE and TELERAD_TLS_PRIVATE_KEY, or neither to use a self-signed certificate")
+    for name, value in (("tls_certificate", certificate), ("tls_private_key", private_key)):
+        if value is not None and not value.is_file():
+            reader.problem(name, f"the file {value} does not exist")
+
+    config = Config(
+        data_dir=data_dir,
+        database_url=database_url,
+        host=reader.string("host", "127.0.0.1"),
+        http_port=reader.integer("http_port", 8443, minimum=1, maximum=65535),
+        dicom_port=reader.integer("dicom_port", 11112, minimum=1, maximum=65535),
+        ae_title=ae_title,
+        tls_certificate=certificate,
+        tls_private_key=private_key,
+        http_tls=reader.boolean("http_tls", True),
+        secret_key=reader.secret("secret_key") or "",
+        accept_any_ae=reader.boolean("accept_any_ae", False),
+        duplicate_policy=duplicate_policy,
+        dicom_max_pdu=reader.integer("dicom_max_pdu", 4 * 1024 * 1024, minimum=4096, maximum=64 * 1024 * 1024),
+        dicom_max_associations=reader.integer("dicom_max_associations", 20, minimum=1, maximum=500),
+        demo=reader.boolean("demo", False),
+        log_level=log_level,
+    )
+    if config.http_port == config.dicom_port:
+        reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")
+    if config.secret_key and len(config.secret_key) < 32:
+        reader.problem("secret_key", "the secret key is shorter than 32 characters; generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
+    return dataclasses.replace(config, problems=tuple(reader.problems))
+
+
+def ensure_secret_key(config: Config) -> str:
+    """Return the configured secret key, or one generated once and kept in the data folder."""
+    if config.secret_key:
+        return config.secret_key
+    path = config.data_dir / "secret_key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    # O_EXCL: when two processes start at once, the second one reads the first one's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key)
+    return key

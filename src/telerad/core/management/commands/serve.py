@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from telerad.core import runtime
+from telerad.dimse import server as dicom_server
+
+
+class Command(BaseCommand):
+    help = "Run the web application and the DICOM listener in one process."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--no-migrate", action="store_true", help="do not apply database migrations at start")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            runtime.require_valid_configuration()
+        except runtime.ConfigurationInvalid as exc:
+            raise CommandError(str(exc)) from None
+        if not options["no_migrate"]:
+            runtime.prepare_database()
+
+        listener = dicom_server.start(block=False)
+        runtime.print_banner(web=True, dicom=True)
+        try:
+            runtime.web_server().run()
+        finally:
+            listener.shutdown()

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from telerad.core import runtime
+
+
+class Command(BaseCommand):
+    help = "Run only the web application (for several web nodes behind a load balancer)."
+    requires_system_checks: list[str] = []
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            runtime.require_valid_configuration()
+        except runtime.ConfigurationInvalid as exc:
+            raise CommandError(str(exc)) from None
+        runtime.print_banner(web=True, dicom=False)
+        runtime.web_server().run()

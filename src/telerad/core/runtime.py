@@ -1,0 +1,79 @@
+"""Start telerad's servers: the web application (uvicorn) and the DICOM listener."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from django.core import checks
+from django.core.management import call_command
+
+from telerad.core.tls import ensure_self_signed
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigurationInvalid(Exception):
+    """The configuration has problems; the message lists them."""
+
+
+def require_valid_configuration() -> None:
+    problems = [message for message in checks.run_checks(tags=["telerad"]) if message.is_serious()]
+    if problems:
+        lines = "\n".join(f"  {problem.msg}" for problem in problems)
+        raise ConfigurationInvalid(f"telerad cannot start until the configuration is fixed:\n{lines}")
+
+
+def prepare_database() -> None:
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+class _UvicornConfig(uvicorn.Config):
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            # Refuse TLS 1.0 and 1.1 whatever the system's OpenSSL defaults are.
+            self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+
+
+def web_server() -> uvicorn.Server:
+    config = settings.TELERAD
+    options: dict[str, Any] = {}
+    if config.http_tls:
+        ensure_self_signed(config.certificate_path, config.private_key_path, config.host)
+        options = {"ssl_certfile": str(config.certificate_path), "ssl_keyfile": str(config.private_key_path)}
+    uvicorn_config = _UvicornConfig(
+        "telerad.asgi:application",
+        host=config.host,
+        port=config.http_port,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        **options,
+    )
+    return uvicorn.Server(uvicorn_config)
+
+
+def web_address() -> str:
+    config = settings.TELERAD
+    scheme = "https" if config.http_tls else "http"
+    return f"{scheme}://{config.host}:{config.http_port}/"
+
+
+def print_banner(*, web: bool, dicom: bool) -> None:
+    config = settings.TELERAD
+    lines = ["telerad is starting"]
+    if web:
+        lines.append(f"  web:   {web_address()}")
+    if dicom:
+        lines.append(f"  DICOM: {config.host}:{config.dicom_port}, AE title {config.ae_title}")
+        if config.accept_any_ae:
+            lines.append("         accepting any calling AE title (TELERAD_ACCEPT_ANY_AE is on)")
+    lines.append(f"  data:  {config.data_dir}")
+    print("\n".join(lines), file=sys.stdout, flush=True)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DimseConfig(AppConfig):
+    name = "telerad.dimse"
+    label = "dimse"

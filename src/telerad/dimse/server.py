@@ -1,0 +1,219 @@
+"""telerad's DICOM listener: Verification and Storage SCP on pynetdicom.
+
+Each association runs in its own pynetdicom thread. Received datasets are
+written by pynetdicom straight to a temporary file (chunked receive), so a
+large image never sits whole in memory; the handler maps that file, scans its
+header and hands it to :mod:`telerad.archive.ingest`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import mmap
+import socket
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from pydicom.dataset import Dataset
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
+
+from telerad.archive import header, ingest
+from telerad.audit import events as audit
+from telerad.dimse.access import check_association
+
+logger = logging.getLogger(__name__)
+
+# PS3.7 C.4.2 and PS3.4 B.2.3 statuses used by the Storage SCP.
+STATUS_SUCCESS = 0x0000
+STATUS_DUPLICATE_SOP_INSTANCE = 0x0111
+STATUS_NOT_AUTHORIZED = 0x0124
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_UNABLE_TO_PROCESS = 0xC211
+# PS3.7 C.4.2: Error Comment is LO, at most 64 characters.
+ERROR_COMMENT_LENGTH = 64
+
+# PS3.8 9.3.4: A-ASSOCIATE-RJ result, source and reason.
+REJECT_PERMANENT = 0x01
+REJECT_SOURCE_SERVICE_USER = 0x01
+REJECT_CALLING_AE_NOT_RECOGNISED = 0x03
+
+
+@dataclasses.dataclass
+class AssociationStats:
+    calling_ae_title: str
+    address: str
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    received: int = 0
+    duplicates: int = 0
+    failures: int = 0
+    allow_store: bool = True
+    # Instances stored per (patient ID, study UID), for one audit event per study.
+    studies: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
+
+
+def build_application_entity() -> AE:
+    config = settings.TELERAD
+    # Receive datasets into temporary files instead of memory.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+
+    ae = AE(ae_title=config.ae_title)
+    ae.maximum_pdu_size = config.dicom_max_pdu
+    ae.maximum_associations = config.dicom_max_associations
+    ae.require_called_aet = True
+    ae.network_timeout = 60
+    ae.acse_timeout = 30
+    ae.dimse_timeout = 60
+    transfer_syntaxes = [str(uid) for uid in AllTransferSyntaxes]
+    ae.add_supported_context(Verification, transfer_syntaxes)
+    for sop_class_uid in _STORAGE_CLASSES.values():
+        ae.add_supported_context(sop_class_uid, transfer_syntaxes)
+    return ae
+
+
+def event_handlers() -> list[tuple[Any, Any]]:
+    return [
+        (evt.EVT_REQUESTED, _on_requested),
+        (evt.EVT_C_STORE, _on_c_store),
+        (evt.EVT_RELEASED, _on_finished),
+        (evt.EVT_ABORTED, _on_finished),
+    ]
+
+
+def start(*, block: bool) -> Any:
+    """Start the listener on the configured address; return the server when `block` is False."""
+    config = settings.TELERAD
+    ae = build_application_entity()
+    server = ae.start_server((config.host, config.dicom_port), block=False, evt_handlers=event_handlers())
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    logger.info("DICOM listener started ae_title=%s address=%s:%s", config.ae_title, config.host, config.dicom_port)
+    if block:
+        try:
+            threading.Event().wait()
+        finally:
+            server.shutdown()
+    return server
+
+
+def _on_requested(event: Any) -> None:
+    assoc = event.assoc
+    calling = assoc.requestor.primitive.calling_ae_title.strip()
+    address = assoc.requestor.address
+    # Accepted sockets inherit TCP_NODELAY on Linux, but not on every platform.
+    assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    close_old_connections()
+    decision = check_association(calling, address, accept_any=settings.TELERAD.accept_any_ae)
+    if decision.allowed:
+        stats = AssociationStats(calling, address)
+        stats.allow_store = decision.remote_ae.allow_store if decision.remote_ae else True
+        assoc.telerad_stats = stats
+        return
+
+    logger.warning("association rejected calling_ae=%s address=%s reason=%s", calling, address, decision.reason)
+    audit.record_event(
+        action=audit.Action.ASSOCIATION_REJECTED,
+        outcome=audit.Outcome.MINOR_FAILURE,
+        user=calling,
+        address=address,
+        detail=decision.reason,
+    )
+    connection.close()
+    # PS3.8 9.3.4: permanent rejection by the service user, calling AE title not recognised.
+    assoc.acse.send_reject(REJECT_PERMANENT, REJECT_SOURCE_SERVICE_USER, REJECT_CALLING_AE_NOT_RECOGNISED)
+    assoc.is_rejected = True
+    assoc.kill()
+
+
+def _on_c_store(event: Any) -> Dataset | int:
+    stats: AssociationStats = event.assoc.telerad_stats
+    request = event.request
+    if not stats.allow_store:
+        stats.failures += 1
+        return _status(STATUS_NOT_AUTHORIZED, f"AE {stats.calling_ae_title} may not store")
+
+    source = ingest.Source(kind="dimse", ae_title=stats.calling_ae_title, address=stats.address)
+    try:
+        result = _store_received(event, source)
+    except OSError as exc:
+        stats.failures += 1
+        logger.error("storing failed sop_instance_uid=%s error=%s", request.AffectedSOPInstanceUID, exc)
+        return _status(STATUS_OUT_OF_RESOURCES, f"storage error: {exc.strerror or exc}")
+    except Exception:
+        stats.failures += 1
+        logger.exception("storing failed sop_instance_uid=%s", request.AffectedSOPInstanceUID)
+        return _status(STATUS_UNABLE_TO_PROCESS, "internal error while storing; see the server log")
+
+    return _store_response(result, stats)
+
+
+def _store_received(event: Any, source: ingest.Source) -> ingest.StoreResult:
+    request = event.request
+    transfer_syntax = str(event.context.transfer_syntax)
+    with open(event.dataset_path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        meta = header.read_file_meta(mapped)
+        if meta is None:
+            raise OSError("the received dataset file has no file meta information")
+        return ingest.store_dataset(
+            mapped,  # type: ignore[arg-type]
+            dataset_offset=meta.dataset_offset,
+            transfer_syntax=transfer_syntax,
+            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_instance_uid=str(request.AffectedSOPInstanceUID),
+            source=source,
+        )
+
+
+def _store_response(result: ingest.StoreResult, stats: AssociationStats) -> Dataset | int:
+    if result.outcome is ingest.Outcome.REJECTED:
+        stats.failures += 1
+        code = STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS if "SOPClassUID" in result.reason else STATUS_CANNOT_UNDERSTAND
+        return _status(code, result.reason)
+    if result.outcome is ingest.Outcome.CONFLICT:
+        stats.failures += 1
+        return _status(STATUS_DUPLICATE_SOP_INSTANCE, "different instance with this SOP Instance UID already stored")
+    if result.outcome is ingest.Outcome.ALREADY_PRESENT:
+        stats.duplicates += 1
+    else:
+        stats.received += 1
+        stats.studies[(result.patient_id, result.study_instance_uid)] += 1
+    return STATUS_SUCCESS
+
+
+def _status(code: int, comment: str) -> Dataset:
+    response = Dataset()
+    response.Status = code
+    response.ErrorComment = comment[:ERROR_COMMENT_LENGTH]
+    return response
+
+
+def _on_finished(event: Any) -> None:
+    stats: AssociationStats | None = getattr(event.assoc, "telerad_stats", None)
+    if stats is None:
+        return
+    event.assoc.telerad_stats = None
+    duration = time.monotonic() - stats.started
+    logger.info(
+        "association ended calling_ae=%s called_ae=%s address=%s received=%d duplicates=%d failures=%d duration=%.2fs",
+        stats.calling_ae_title, settings.TELERAD.ae_title, stats.address, stats.received, stats.duplicates, stats.failures, duration,
+    )
+    try:
+        for (patient_id, study_instance_uid), count in stats.studies.items():
+            audit.record_event(
+                action=audit.Action.INSTANCES_STORED,
+                user=stats.calling_ae_title,
+                address=stats.address,
+                patient_id=patient_id,
+                study_instance_uid=study_instance_uid,
+                detail=f"{count} instances received over DIMSE",
+            )
+    finally:
+        connection.close()

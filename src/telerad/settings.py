@@ -1,0 +1,141 @@
+"""Django settings, derived from :mod:`telerad.config`; nothing here is meant to be edited per site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from telerad import config as telerad_config
+
+TELERAD = telerad_config.load()
+BASE_DIR = Path(__file__).resolve().parent
+
+DEBUG = False
+SECRET_KEY = telerad_config.ensure_secret_key(TELERAD) if not TELERAD.problems else "invalid-configuration"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "telerad.core",
+    "telerad.accounts",
+    "telerad.audit",
+    "telerad.archive",
+    "telerad.dimse",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "telerad.urls"
+ASGI_APPLICATION = "telerad.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict:
+    try:
+        database = dj_database_url.parse(url, conn_max_age=0)
+    except ValueError:
+        # The problem is already in TELERAD.problems for `telerad check` to
+        # report; a placeholder keeps Django importable until then.
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(TELERAD.data_dir / "invalid-database-url.sqlite3")}
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        database["OPTIONS"] = {
+            # WAL lets readers run beside the one writer; synchronous=FULL
+            # makes each commit durable before C-STORE success is sent.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            # IMMEDIATE takes the write lock at BEGIN, so two writers queue on
+            # the busy timeout instead of failing with "database is locked".
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+        database["TEST"] = {"NAME": str(Path(database["NAME"]).with_suffix(".test.sqlite3"))}
+    return database
+
+
+DATABASES = {"default": _database(TELERAD.database_url)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "archive:study-list"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_AGE = 30 * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = TELERAD.http_tls
+CSRF_COOKIE_SECURE = TELERAD.http_tls
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if TELERAD.http_tls:
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English")]
+USE_I18N = True
+TIME_ZONE = "UTC"
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = TELERAD.data_dir / "static"
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "telerad": {"level": TELERAD.log_level},
+        # pynetdicom logs identifiers of C-FIND requests and whole datasets at
+        # INFO and DEBUG; telerad logs its own association summaries instead.
+        "pynetdicom": {"level": "WARNING"},
+        "uvicorn.access": {"level": "WARNING"},
+    },
+}
