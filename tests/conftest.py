@@ -1,0 +1,53 @@
+"""Shared test set-up: an isolated data folder and the real sample images."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Settings read TELERAD_DATA_DIR when Django starts, which happens after this
+# module is imported; each test run gets its own folder unless one is given.
+os.environ.setdefault("TELERAD_DATA_DIR", tempfile.mkdtemp(prefix="telerad-test-"))
+os.environ.setdefault("TELERAD_HTTP_TLS", "false")
+
+
+def pydicom_test_files() -> Path:
+    import pydicom
+
+    return Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def pydicom_charset_files() -> Path:
+    import pydicom
+
+    return Path(pydicom.__file__).parent / "data" / "charset_files"
+
+
+def pydicom_data_files() -> Path:
+    import data_store
+
+    return Path(data_store.DataStore().data_path)
+
+
+@pytest.fixture
+def sample_file():
+    """Return the path of a named sample image from pydicom or pydicom-data."""
+
+    def find(name: str) -> Path:
+        for folder in (pydicom_test_files(), pydicom_charset_files(), pydicom_data_files()):
+            path = folder / name
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"no sample file named {name}")
+
+    return find
+
+
+@pytest.fixture
+def storage(tmp_path):
+    from telerad.archive.storage import FileStorage
+
+    return FileStorage(tmp_path / "storage", tmp_path / "tmp")
