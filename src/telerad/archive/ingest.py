@@ -305,10 +305,11 @@ def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: 
 
 
 def _series_for(record: InstanceRecord) -> Series:
-    series = Series.objects.filter(series_instance_uid=record.series["series_instance_uid"]).first()
+    series = Series.objects.filter(series_instance_uid=record.series["series_instance_uid"]).select_related("study__patient").first()
     if series is not None:
         if series.study.study_instance_uid != record.study_instance_uid:
             raise Rejected(f"SeriesInstanceUID {series.series_instance_uid} is already stored in another study")
+        _check_same_patient(series.study, record)
         return series
 
     study = _study_for(record)
@@ -325,15 +326,21 @@ def _series_for(record: InstanceRecord) -> Series:
 
 def _study_for(record: InstanceRecord) -> Study:
     study = Study.objects.select_for_update().filter(study_instance_uid=record.study_instance_uid).select_related("patient").first()
-    patient_key = (record.patient["patient_id"], record.patient["issuer_of_patient_id"])
     if study is not None:
-        if (study.patient.patient_id, study.patient.issuer_of_patient_id) != patient_key:
-            raise Rejected(f"StudyInstanceUID {record.study_instance_uid} is already stored for a patient with another PatientID")
+        _check_same_patient(study, record)
         return study
 
     patient_values = {key: value for key, value in record.patient.items() if key not in {"patient_id", "issuer_of_patient_id"}}
-    patient, _ = Patient.objects.get_or_create(patient_id=patient_key[0], issuer_of_patient_id=patient_key[1], defaults=patient_values)
+    patient, _ = Patient.objects.get_or_create(
+        patient_id=record.patient["patient_id"], issuer_of_patient_id=record.patient["issuer_of_patient_id"], defaults=patient_values
+    )
     return Study.objects.create(patient=patient, **record.study)
+
+
+def _check_same_patient(study: Study, record: InstanceRecord) -> None:
+    stored = (study.patient.patient_id, study.patient.issuer_of_patient_id)
+    if stored != (record.patient["patient_id"], record.patient["issuer_of_patient_id"]):
+        raise Rejected(f"StudyInstanceUID {record.study_instance_uid} is already stored for a patient with another PatientID")
 
 
 def _discard_unreferenced(storage: FileStorage, key: str) -> None:

@@ -1,0 +1,220 @@
+"""Storing instances: index rows, files, duplicates and rejections."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from telerad.archive import header, ingest
+from telerad.archive.models import Instance, Patient, Series, Study
+from telerad.audit.models import AuditEvent
+from telerad.config import DuplicatePolicy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+IMPORT = ingest.Source(kind="import", user="tester")
+
+
+def encoded(ds, tmp_path, name="instance.dcm") -> bytes:
+    path = tmp_path / name
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+def dataset_part(data: bytes) -> bytes:
+    return data[header.read_file_meta(data).dataset_offset:]
+
+
+def test_store_file_indexes_every_level(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ds = dcmread(sample_file("CT_small.dcm"))
+
+    result = ingest.store_file(data, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.STORED
+    instance = Instance.objects.select_related("series__study__patient").get()
+    assert instance.sop_instance_uid == ds.SOPInstanceUID
+    assert instance.series.series_instance_uid == ds.SeriesInstanceUID
+    assert instance.series.study.study_instance_uid == ds.StudyInstanceUID
+    assert instance.series.study.patient.patient_id == ds.PatientID
+    assert instance.transfer_syntax_uid == ds.file_meta.TransferSyntaxUID
+
+
+def test_stored_file_is_byte_identical(sample_file, storage):
+    data = sample_file("MR_small_RLE.dcm").read_bytes()
+
+    ingest.store_file(data, source=IMPORT, storage=storage)
+
+    instance = Instance.objects.get()
+    assert storage.path(instance.storage_key).read_bytes() == data
+
+
+def test_counters_follow_stored_instances(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)
+    ds.SOPInstanceUID = generate_uid()
+    ingest.store_file(encoded(ds, tmp_path, "b.dcm"), source=IMPORT, storage=storage)
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "MR"
+    ingest.store_file(encoded(ds, tmp_path, "c.dcm"), source=IMPORT, storage=storage)
+
+    study = Study.objects.get()
+    assert study.number_of_study_related_instances == 3
+    assert study.number_of_study_related_series == 2
+    assert study.modalities_in_study == "CT\\MR"
+    assert sorted(Series.objects.values_list("number_of_series_related_instances", flat=True)) == [1, 2]
+
+
+def test_identical_copy_is_already_present(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ingest.store_file(data, source=IMPORT, storage=storage)
+
+    result = ingest.store_file(data, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.ALREADY_PRESENT
+    assert Instance.objects.count() == 1
+    assert Study.objects.get().number_of_study_related_instances == 1
+
+
+def test_same_dataset_with_other_file_meta_is_already_present(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ingest.store_file(data, source=IMPORT, storage=storage)
+    ds = dcmread(sample_file("CT_small.dcm"))
+
+    result = ingest.store_dataset(
+        dataset_part(data), dataset_offset=0, transfer_syntax=ds.file_meta.TransferSyntaxUID,
+        sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID,
+        source=ingest.Source(kind="dimse", ae_title="MODALITY"), storage=storage,
+    )
+
+    assert result.outcome is ingest.Outcome.ALREADY_PRESENT
+
+
+def test_different_copy_is_rejected_under_keep_first(sample_file, storage, tmp_path):
+    original = sample_file("CT_small.dcm").read_bytes()
+    ingest.store_file(original, source=IMPORT, storage=storage)
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.StudyDescription = "changed"
+
+    result = ingest.store_file(encoded(ds, tmp_path), source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.CONFLICT
+    instance = Instance.objects.get()
+    assert storage.path(instance.storage_key).read_bytes() == original
+    assert len(list(storage.root.rglob("*.dcm"))) == 1
+    assert AuditEvent.objects.filter(action="duplicate-rejected").count() == 1
+
+
+def test_different_copy_replaces_under_overwrite(sample_file, storage, tmp_path, settings):
+    settings.TELERAD = dataclasses.replace(settings.TELERAD, duplicate_policy=DuplicatePolicy.OVERWRITE)
+    ingest.store_file(sample_file("CT_small.dcm").read_bytes(), source=IMPORT, storage=storage)
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.StudyDescription = "changed"
+    replacement = encoded(ds, tmp_path)
+
+    result = ingest.store_file(replacement, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.REPLACED
+    instance = Instance.objects.get()
+    assert storage.path(instance.storage_key).read_bytes() == replacement
+    assert len(list(storage.root.rglob("*.dcm"))) == 1
+    assert Study.objects.get().number_of_study_related_instances == 1
+    assert AuditEvent.objects.filter(action="duplicate-replaced").count() == 1
+
+
+def test_study_of_another_patient_is_rejected(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)
+    ds.SOPInstanceUID = generate_uid()
+    ds.PatientID = "SOMEONE-ELSE"
+
+    result = ingest.store_file(encoded(ds, tmp_path, "b.dcm"), source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.REJECTED
+    assert "another PatientID" in result.reason
+    assert Instance.objects.count() == 1
+    assert len(list(storage.root.rglob("*.dcm"))) == 1
+
+
+def test_series_of_another_study_is_rejected(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+
+    result = ingest.store_file(encoded(ds, tmp_path, "b.dcm"), source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.REJECTED
+    assert "another study" in result.reason
+    assert Study.objects.count() == 1
+
+
+def test_rejected_file_leaves_archive_unchanged(sample_file, storage):
+    ingest.store_file(sample_file("CT_small.dcm").read_bytes(), source=IMPORT, storage=storage)
+    before = sorted(path.read_bytes() for path in storage.root.rglob("*.dcm"))
+
+    result = ingest.store_file(sample_file("MR_truncated.dcm").read_bytes(), source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.REJECTED
+    assert "truncated" in result.reason
+    assert sorted(path.read_bytes() for path in storage.root.rglob("*.dcm")) == before
+    assert Instance.objects.count() == 1
+
+
+def test_non_dicom_file_is_rejected(storage):
+    result = ingest.store_file(b"%PDF-1.7 this is not an image" * 10, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.REJECTED
+    assert "not a DICOM file" in result.reason
+
+
+def test_meta_and_dataset_uid_mismatch_is_rejected(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = tmp_path / "mismatch.dcm"
+    ds.save_as(path, enforce_file_format=False)
+
+    result = ingest.store_file(path.read_bytes(), source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.REJECTED
+    assert "differs" in result.reason
+
+
+def test_bare_dataset_gets_file_meta(sample_file, storage):
+    data = sample_file("MR_small_implicit.dcm").read_bytes()
+    bare = dataset_part(data)
+
+    result = ingest.store_file(bare, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.STORED
+    stored = storage.path(Instance.objects.get().storage_key).read_bytes()
+    assert dataset_part(stored) == bare
+    assert dcmread(storage.path(Instance.objects.get().storage_key)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+
+
+def test_received_dataset_records_source_ae(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ds = dcmread(sample_file("CT_small.dcm"))
+
+    ingest.store_dataset(
+        dataset_part(data), dataset_offset=0, transfer_syntax=ds.file_meta.TransferSyntaxUID,
+        sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID,
+        source=ingest.Source(kind="dimse", ae_title="CT_SCANNER", address="127.0.0.1"), storage=storage,
+    )
+
+    instance = Instance.objects.get()
+    assert instance.source_ae_title == "CT_SCANNER"
+    assert dcmread(storage.path(instance.storage_key)).file_meta.SourceApplicationEntityTitle == "CT_SCANNER"
+
+
+def test_patient_is_shared_by_studies(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ingest.store_file(encoded(ds, tmp_path, "b.dcm"), source=IMPORT, storage=storage)
+
+    assert Patient.objects.count() == 1
+    assert Study.objects.count() == 2
