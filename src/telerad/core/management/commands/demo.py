@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from telerad.core import runtime
+
+# Demo accounts: user name, password, staff, superuser. The passwords are
+# public, which is why this command runs only with TELERAD_DEMO=true.
+DEMO_ACCOUNTS = (
+    ("admin", "telerad-demo-admin", True, True),
+    ("radiologist", "telerad-demo-radiologist", False, False),
+    ("technologist", "telerad-demo-technologist", False, False),
+)
+
+
+class Command(BaseCommand):
+    help = "Prepare a demonstration archive: database, demo accounts and the sample images of pydicom and pydicom-data."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--no-images", action="store_true", help="skip importing the sample images")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.TELERAD.demo:
+            raise CommandError("the demo creates accounts with public passwords; set TELERAD_DEMO=true to allow it")
+        try:
+            runtime.require_valid_configuration()
+        except runtime.ConfigurationInvalid as exc:
+            raise CommandError(str(exc)) from None
+
+        runtime.prepare_database()
+        self._create_accounts()
+        if not options["no_images"]:
+            self._import_samples()
+        self._print_logins()
+
+    def _create_accounts(self) -> None:
+        users = get_user_model()
+        for username, password, staff, superuser in DEMO_ACCOUNTS:
+            user, _ = users.objects.get_or_create(username=username)
+            user.is_staff = staff
+            user.is_superuser = superuser
+            user.set_password(password)
+            user.save()
+
+    def _import_samples(self) -> None:
+        from telerad.archive.importer import sample_image_paths
+
+        paths = [str(path) for path in sample_image_paths()]
+        self.stdout.write(f"Importing {len(paths)} sample files from pydicom and pydicom-data.")
+        self.stdout.write("Some are deliberately broken test files; the archive rejects those and says why.")
+        try:
+            call_command("import", *paths, "--max-errors", "0", stdout=self.stdout, stderr=self.stderr)
+        except SystemExit as exc:
+            # The import exits 1 when it rejected files, which the sample set does on purpose.
+            if exc.code not in (0, 1, None):
+                raise
+
+    def _print_logins(self) -> None:
+        self.stdout.write("\nDemo logins (user / password):")
+        for username, password, _, superuser in DEMO_ACCOUNTS:
+            role = "administrator" if superuser else username
+            self.stdout.write(f"  {username:<13} {password:<28} {role}")
