@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, _config, evt
@@ -64,8 +65,14 @@ def build_application_entity() -> AE:
     config = settings.TELERAD
     # Receive datasets into temporary files instead of memory.
     _config.STORE_RECV_CHUNKED_DATASET = True
+    # pynetdicom builds pydicom UIDs and datasets for every DIMSE message, and
+    # pydicom's value validation of those costs more CPU than telerad's whole
+    # ingest of an instance. telerad validates what it indexes itself.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
     ae = AE(ae_title=config.ae_title)
+    ae.implementation_class_uid = ingest.IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = ingest.IMPLEMENTATION_VERSION_NAME
     ae.maximum_pdu_size = config.dicom_max_pdu
     ae.maximum_associations = config.dicom_max_associations
     ae.require_called_aet = True

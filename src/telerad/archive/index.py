@@ -1,0 +1,136 @@
+"""Index rows written on the receive path.
+
+Storing one more instance of a known series is the archive's most frequent
+write, so it runs as three plain SQL statements (insert the instance, bump the
+series and study counters) instead of ORM calls, which cost several times the
+statements themselves. New patients, studies and series are rare and go
+through the ORM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from telerad.archive.models import Instance, Patient, Series, Study
+from telerad.archive.record import InstanceRecord
+
+# Bounded so that a long-running listener does not grow without limit; a
+# miss costs one query.
+SERIES_CACHE_SIZE = 4096
+
+
+class Rejected(Exception):
+    """The instance cannot be stored; the message says why, without patient data."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesKey:
+    series_pk: int
+    study_pk: int
+    study_instance_uid: str
+    patient_key: tuple[str, str]
+
+
+_series_cache: dict[str, SeriesKey] = {}
+_series_cache_lock = threading.Lock()
+
+
+def stored_digest(sop_instance_uid: str) -> str | None:
+    """Return the dataset digest of the stored instance with this UID, or None when there is none."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT dataset_sha256 FROM archive_instance WHERE sop_instance_uid = %s", [sop_instance_uid])
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def series_for(record: InstanceRecord) -> SeriesKey:
+    """Return the series of `record`, creating patient, study and series rows as needed, inside the caller's transaction."""
+    series_uid = str(record.series["series_instance_uid"])
+    key = _series_cache.get(series_uid)
+    if key is None:
+        key = _load_or_create_series(record)
+        with _series_cache_lock:
+            if len(_series_cache) >= SERIES_CACHE_SIZE:
+                _series_cache.clear()
+            _series_cache[series_uid] = key
+
+    if key.study_instance_uid != record.study_instance_uid:
+        raise Rejected(f"SeriesInstanceUID {series_uid} is already stored in another study")
+    if key.patient_key != _patient_key(record):
+        raise Rejected(f"StudyInstanceUID {record.study_instance_uid} is already stored for a patient with another PatientID")
+    return key
+
+
+def forget_series(series_instance_uid: str) -> None:
+    """Drop a cached series, after a failed transaction may have rolled back its creation."""
+    with _series_cache_lock:
+        _series_cache.pop(series_instance_uid, None)
+
+
+def insert_instance(series: SeriesKey, fields: dict[str, object]) -> None:
+    """Insert a new instance row and count it in its series and study."""
+    now = timezone.now()
+    columns, parameters = _prepared(Instance, {**fields, "series": series.series_pk, "received_at": now})
+    placeholders = ", ".join(["%s"] * len(columns))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO archive_instance ({', '.join(columns)}) VALUES ({placeholders})", parameters)
+        cursor.execute(
+            "UPDATE archive_series SET number_of_series_related_instances = number_of_series_related_instances + 1 WHERE id = %s",
+            [series.series_pk],
+        )
+        cursor.execute(
+            "UPDATE archive_study SET number_of_study_related_instances = number_of_study_related_instances + 1, updated_at = %s WHERE id = %s",
+            [*_prepared(Study, {"updated_at": now})[1], series.study_pk],
+        )
+
+
+def _prepared(model: type[Instance] | type[Study], values: dict[str, object]) -> tuple[list[str], list[object]]:
+    """Return column names and database-ready values, converted by each field as the ORM would."""
+    columns, parameters = [], []
+    for name, value in values.items():
+        field = model._meta.get_field(name)
+        columns.append(connection.ops.quote_name(field.column))
+        parameters.append(field.get_db_prep_save(value, connection))
+    return columns, parameters
+
+
+def _patient_key(record: InstanceRecord) -> tuple[str, str]:
+    return (record.patient["patient_id"], record.patient["issuer_of_patient_id"])
+
+
+def _load_or_create_series(record: InstanceRecord) -> SeriesKey:
+    series = Series.objects.filter(series_instance_uid=record.series["series_instance_uid"]).select_related("study__patient").first()
+    if series is None:
+        series = _create_series(record)
+    patient = series.study.patient
+    return SeriesKey(series.pk, series.study.pk, series.study.study_instance_uid, (patient.patient_id, patient.issuer_of_patient_id))
+
+
+def _create_series(record: InstanceRecord) -> Series:
+    study = _study_for(record)
+    series = Series.objects.create(study=study, **record.series)
+    modalities = study.modalities
+    if series.modality and series.modality not in modalities:
+        modalities.append(series.modality)
+    Study.objects.filter(pk=study.pk).update(
+        number_of_study_related_series=F("number_of_study_related_series") + 1,
+        modalities_in_study="\\".join(sorted(modalities)),
+    )
+    return series
+
+
+def _study_for(record: InstanceRecord) -> Study:
+    study = Study.objects.select_for_update().filter(study_instance_uid=record.study_instance_uid).select_related("patient").first()
+    if study is not None:
+        return study
+
+    patient_values = {key: value for key, value in record.patient.items() if key not in {"patient_id", "issuer_of_patient_id"}}
+    patient, _ = Patient.objects.get_or_create(
+        patient_id=record.patient["patient_id"], issuer_of_patient_id=record.patient["issuer_of_patient_id"], defaults=patient_values
+    )
+    return Study.objects.create(patient=patient, **record.study)
