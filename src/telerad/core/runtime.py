@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.management import call_command
 
+from telerad.core import demo
 from telerad.core.tls import ensure_self_signed
 
 logger = logging.getLogger(__name__)
@@ -76,4 +77,6 @@ def print_banner(*, web: bool, dicom: bool) -> None:
         if config.accept_any_ae:
             lines.append("         accepting any calling AE title (TELERAD_ACCEPT_ANY_AE is on)")
     lines.append(f"  data:  {config.data_dir}")
+    if config.demo and web:
+        lines += demo.login_lines()
     print("\n".join(lines), file=sys.stdout, flush=True)

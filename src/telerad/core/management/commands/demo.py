@@ -8,14 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.core import runtime
-
-# Demo accounts: user name, password, staff, superuser. The passwords are
-# public, which is why this command runs only with TELERAD_DEMO=true.
-DEMO_ACCOUNTS = (
-    ("admin", "telerad-demo-admin", True, True),
-    ("radiologist", "telerad-demo-radiologist", False, False),
-    ("technologist", "telerad-demo-technologist", False, False),
-)
+from telerad.core.demo import DEMO_ACCOUNTS, login_lines
 
 
 class Command(BaseCommand):
@@ -62,7 +55,4 @@ class Command(BaseCommand):
                 raise
 
     def _print_logins(self) -> None:
-        self.stdout.write("\nDemo logins (user / password):")
-        for username, password, _, superuser in DEMO_ACCOUNTS:
-            role = "administrator" if superuser else username
-            self.stdout.write(f"  {username:<13} {password:<28} {role}")
+        self.stdout.write("\n".join(login_lines()))
