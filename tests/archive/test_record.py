@@ -78,6 +78,16 @@ def test_invalid_date_is_rejected(sample_file, tmp_path):
         record_of(saved(ds, tmp_path))
 
 
+def test_invalid_birth_date_message_omits_value(sample_file, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.PatientBirthDate = "19991399"
+
+    with pytest.raises(record.InvalidAttribute) as raised:
+        record_of(saved(ds, tmp_path))
+
+    assert str(raised.value) == "PatientBirthDate is not a date (DA: YYYYMMDD)"
+
+
 def test_legacy_dotted_date_is_normalised(sample_file, tmp_path):
     ds = dcmread(sample_file("CT_small.dcm"))
     ds.StudyDate = "2004.01.19"

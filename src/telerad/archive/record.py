@@ -236,11 +236,13 @@ def _check_date(keyword: str, text: str) -> str:
     # ACR-NEMA 2.0 wrote dates as YYYY.MM.DD; PS3.5 6.2 asks readers to accept it.
     compact = text.replace(".", "") if re.match(r"^\d{4}\.\d{2}\.\d{2}$", text) else text
     try:
-        datetime.datetime.strptime(compact, "%Y%m%d")
+        valid = len(compact) == 8 and bool(datetime.datetime.strptime(compact, "%Y%m%d"))
     except ValueError:
-        raise InvalidAttribute(f"{keyword} {text[:20]!r} is not a date (DA: YYYYMMDD)") from None
-    if len(compact) != 8:
-        raise InvalidAttribute(f"{keyword} {text[:20]!r} is not a date (DA: YYYYMMDD)")
+        valid = False
+    if not valid:
+        # Messages reach logs and peers, so a birth date is never quoted.
+        shown = "" if keyword in INDEXED_ATTRIBUTES["patient"] else f" {text[:20]!r}"
+        raise InvalidAttribute(f"{keyword}{shown} is not a date (DA: YYYYMMDD)")
     return compact
 
 
