@@ -118,7 +118,6 @@ TIME_ZONE = "UTC"
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = TELERAD.data_dir / "static"
 WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
