@@ -46,6 +46,17 @@ def sample_file():
     return find
 
 
+@pytest.fixture(autouse=True)
+def _fresh_series_cache():
+    # Each test starts from an empty database, so cached series from an
+    # earlier test would point at rows that no longer exist.
+    from telerad.archive import index
+
+    index.clear_series_cache()
+    yield
+    index.clear_series_cache()
+
+
 @pytest.fixture
 def storage(tmp_path):
     from telerad.archive.storage import FileStorage

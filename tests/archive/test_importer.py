@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from pydicom import dcmread
 
-from telerad.archive import importer, index
+from telerad.archive import importer
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.models import AuditEvent
@@ -42,20 +42,6 @@ VARIED_SAMPLES = (
 DICOMDIR_REFERENCED_FILES = 31
 DICOMDIR_TESTS = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
 USER = "importer-test"
-
-
-@pytest.fixture(autouse=True)
-def empty_series_cache():
-    """Empty the process-wide series cache around each test.
-
-    The cache keeps the primary keys of series that a test created, and those
-    rows disappear when the test's transaction is rolled back.
-    """
-    # NOTE: index.py offers no public way to empty the cache, so this clears
-    # its private dict. Drop the fixture once the cache is filled only after commit.
-    index._series_cache.clear()
-    yield
-    index._series_cache.clear()
 
 
 def copy_samples(sample_file, folder: Path, names=VARIED_SAMPLES) -> list[Path]:

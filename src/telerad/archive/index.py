@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -54,10 +54,8 @@ def series_for(record: InstanceRecord) -> SeriesKey:
     key = _series_cache.get(series_uid)
     if key is None:
         key = _load_or_create_series(record)
-        with _series_cache_lock:
-            if len(_series_cache) >= SERIES_CACHE_SIZE:
-                _series_cache.clear()
-            _series_cache[series_uid] = key
+        # A series created in this transaction exists for others only after the commit.
+        transaction.on_commit(lambda: _remember_series(series_uid, key))
 
     if key.study_instance_uid != record.study_instance_uid:
         raise Rejected(f"SeriesInstanceUID {series_uid} is already stored in another study")
@@ -72,17 +70,37 @@ def forget_series(series_instance_uid: str) -> None:
         _series_cache.pop(series_instance_uid, None)
 
 
+def clear_series_cache() -> None:
+    """Forget every cached series, after rows were deleted outside the receive path."""
+    with _series_cache_lock:
+        _series_cache.clear()
+
+
+def _remember_series(series_instance_uid: str, key: SeriesKey) -> None:
+    with _series_cache_lock:
+        if len(_series_cache) >= SERIES_CACHE_SIZE:
+            _series_cache.clear()
+        _series_cache[series_instance_uid] = key
+
+
+class StaleSeries(Exception):
+    """A cached series no longer exists (deleted by another process)."""
+
+
 def insert_instance(series: SeriesKey, fields: dict[str, object]) -> None:
     """Insert a new instance row and count it in its series and study."""
     now = timezone.now()
     columns, parameters = _prepared(Instance, {**fields, "series": series.series_pk, "received_at": now})
     placeholders = ", ".join(["%s"] * len(columns))
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO archive_instance ({', '.join(columns)}) VALUES ({placeholders})", parameters)
+        # Counting first also proves that the cached series still exists.
         cursor.execute(
-            "UPDATE archive_series SET number_of_series_related_instances = number_of_series_related_instances + 1 WHERE id = %s",
-            [series.series_pk],
+            "UPDATE archive_series SET number_of_series_related_instances = number_of_series_related_instances + 1 WHERE id = %s AND study_id = %s",
+            [series.series_pk, series.study_pk],
         )
+        if cursor.rowcount != 1:
+            raise StaleSeries(f"series {series.series_pk} is no longer in the index")
+        cursor.execute(f"INSERT INTO archive_instance ({', '.join(columns)}) VALUES ({placeholders})", parameters)
         cursor.execute(
             "UPDATE archive_study SET number_of_study_related_instances = number_of_study_related_instances + 1, updated_at = %s WHERE id = %s",
             [*_prepared(Study, {"updated_at": now})[1], series.study_pk],

@@ -83,7 +83,10 @@ def store_file(buffer: bytes, *, source: Source, storage: FileStorage | None = N
 
     `buffer` is bytes or an mmap of the whole file.
     """
-    meta = header.read_file_meta(buffer)
+    try:
+        meta = header.read_file_meta(buffer)
+    except header.MalformedDataset as exc:
+        return _rejected(f"invalid file meta information: {exc}")
     if meta is None:
         return _store_bare_dataset(buffer, source=source, storage=storage)
 
@@ -274,7 +277,7 @@ def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: So
     try:
         with transaction.atomic():
             replaced_key = _write_rows(record, file_fields, source)
-    except IntegrityError:
+    except (IntegrityError, index.StaleSeries):
         # Another association stored the same SOP Instance UID between the
         # check and this insert, or created the same study or series; decide
         # again against what it stored. The rolled-back transaction may have
@@ -332,5 +335,5 @@ def _result(outcome: Outcome, record: InstanceRecord) -> StoreResult:
 
 
 def _rejected(reason: str, *, sop_instance_uid: str = "") -> StoreResult:
-    logger.warning("instance rejected sop_instance_uid=%s reason=%s", sop_instance_uid or "-", reason)
+    # Callers log rejections with their context (calling AE, file path).
     return StoreResult(Outcome.REJECTED, reason=reason, sop_instance_uid=sop_instance_uid)

@@ -37,5 +37,7 @@ def _check_database() -> list[Error]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return [Error(f"TELERAD_DATABASE_URL: cannot connect to the database: {first_line}", id="telerad.E003")]
     finally:
-        connection.close()
+        # Inside a transaction (tests, management commands) the connection stays.
+        if not connection.in_atomic_block:
+            connection.close()
     return []

@@ -182,6 +182,10 @@ def _store_received(event: Any, source: ingest.Source) -> ingest.StoreResult:
 def _store_response(result: ingest.StoreResult, stats: AssociationStats) -> Dataset | int:
     if result.outcome is ingest.Outcome.REJECTED:
         stats.failures += 1
+        logger.warning(
+            "instance rejected calling_ae=%s sop_instance_uid=%s reason=%s",
+            stats.calling_ae_title, result.sop_instance_uid or "-", result.reason,
+        )
         code = STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS if "SOPClassUID" in result.reason else STATUS_CANNOT_UNDERSTAND
         return _status(code, result.reason)
     if result.outcome is ingest.Outcome.CONFLICT:
