@@ -1,0 +1,497 @@
+"""The study list and the study page, as logged-in users and anonymous visitors see them."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from pydicom.uid import generate_uid
+
+from telerad.archive.ingest import Outcome, Source, store_file
+from telerad.archive import index
+from telerad.archive.models import Series, Study
+from telerad.archive.templatetags.dicom_format import dicom_date, dicom_time, person_name, uid_name
+from telerad.audit.events import Action
+from telerad.audit.models import AuditEvent
+
+PASSWORD = "correct horse battery staple"
+LIST_URL = reverse("archive:study-list")
+
+# Real sample files and what they contain (pydicom's test and charset files).
+CT = "CT_small.dcm"  # CompressedSamples^CT1, ID 1CT1, study date 20040119
+MR = "MR_small.dcm"  # CompressedSamples^MR1, ID 4MR1, study date 20040826
+OVERLAY = "examples_overlay.dcm"  # ID 021234567, accession 8000000000330109, study date 20051130
+FRENCH = "chrFren.dcm"  # Buc^Jérôme in ISO_IR 100, no study date
+JAPANESE = "chrH31.dcm"  # Yamada^Tarou=山田^太郎=やまだ^たろう in ISO 2022 IR 87
+
+
+@pytest.fixture(autouse=True)
+def forget_cached_series(db):
+    """Drop ingest's per-process series cache for the rows this test's rolled-back transaction removes."""
+    yield
+    for series_instance_uid in Series.objects.values_list("series_instance_uid", flat=True):
+        index.forget_series(series_instance_uid)
+
+
+@pytest.fixture
+def store(sample_file, storage):
+    """Store a named sample file through ingest and return its study row."""
+
+    def store_sample(name: str) -> Study:
+        result = store_file(sample_file(name).read_bytes(), source=Source(kind="import"), storage=storage)
+        assert result.outcome is Outcome.STORED, result.reason
+        return Study.objects.get(study_instance_uid=result.study_instance_uid)
+
+    return store_sample
+
+
+@pytest.fixture
+def store_copy(sample_file, storage):
+    """Store a sample file as a new study with new UIDs and the given attributes."""
+
+    def store_modified(name: str, **attributes: str) -> Study:
+        dataset = pydicom.dcmread(sample_file(name))
+        dataset.StudyInstanceUID = generate_uid()
+        dataset.SeriesInstanceUID = generate_uid()
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        for keyword, value in attributes.items():
+            setattr(dataset, keyword, value)
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        result = store_file(buffer.getvalue(), source=Source(kind="import"), storage=storage)
+        assert result.outcome is Outcome.STORED, result.reason
+        return Study.objects.get(study_instance_uid=result.study_instance_uid)
+
+    return store_modified
+
+
+@pytest.fixture
+def plain_user(db) -> User:
+    return User.objects.create_user("reader", password=PASSWORD)
+
+
+@pytest.fixture
+def user_client(plain_user) -> Client:
+    client = Client()
+    client.force_login(plain_user)
+    return client
+
+
+def listed_uids(response) -> list[str]:
+    return [study.study_instance_uid for study in response.context["page"].object_list]
+
+
+def search(client: Client, **fields: str) -> list[str]:
+    response = client.get(LIST_URL, fields)
+    assert response.status_code == 200
+    return listed_uids(response)
+
+
+# Access
+
+
+@pytest.mark.django_db
+def test_list_redirects_anonymous_to_login(client):
+    response = client.get(LIST_URL)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={LIST_URL}"
+
+
+def test_study_page_redirects_anonymous_to_login(client, db, store):
+    study = store(CT)
+    url = reverse("archive:study-detail", args=[study.pk])
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={url}"
+
+
+def test_login_page_extends_base_layout(client, db):
+    response = client.get(reverse("login"))
+
+    assert response.status_code == 200
+    assert [template.name for template in response.templates][:2] == ["registration/login.html", "base.html"]
+    assert b'<label for="id_username">' in response.content
+    assert b'<label for="id_password">' in response.content
+
+
+def test_login_leads_to_study_list(client, plain_user):
+    response = client.post(reverse("login"), {"username": "reader", "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert response["Location"] == LIST_URL
+
+
+def test_login_with_wrong_password_shows_error(client, plain_user):
+    response = client.post(reverse("login"), {"username": "reader", "password": "wrong password"})
+
+    assert response.status_code == 200
+    assert b'role="alert"' in response.content
+
+
+def test_logout_is_a_post_form_in_header(user_client):
+    response = user_client.get(LIST_URL)
+
+    assert f'<form method="post" action="{reverse("logout")}"'.encode() in response.content
+    assert user_client.post(reverse("logout")).status_code == 302
+    assert user_client.get(LIST_URL).status_code == 302
+
+
+# The study list
+
+
+def test_list_shows_studies_newest_first(user_client, store):
+    ct, mr, overlay, french = store(CT), store(MR), store(OVERLAY), store(FRENCH)
+
+    response = user_client.get(LIST_URL)
+
+    assert response.status_code == 200
+    # A study without a date sorts after every dated one.
+    assert listed_uids(response) == [uid.study_instance_uid for uid in (overlay, mr, ct, french)]
+
+
+def test_list_orders_same_date_by_time_then_id(user_client, store_copy):
+    morning = store_copy(CT, StudyDate="20200101", StudyTime="080000")
+    evening_first = store_copy(CT, StudyDate="20200101", StudyTime="200000")
+    evening_second = store_copy(CT, StudyDate="20200101", StudyTime="200000")
+
+    assert search(user_client) == [
+        evening_second.study_instance_uid,
+        evening_first.study_instance_uid,
+        morning.study_instance_uid,
+    ]
+
+
+def test_list_row_shows_study_columns(user_client, store):
+    study = store(CT)
+
+    response = user_client.get(LIST_URL)
+    content = response.content.decode()
+
+    assert f'href="{reverse("archive:study-detail", args=[study.pk])}"' in content
+    assert "CompressedSamples, CT1" in content
+    assert "<td>1CT1</td>" in content
+    assert "2004-01-19 07:27:30</td>" in content
+    assert "<td>CT</td>" in content
+    assert '<td class="numeric">1</td>' in content
+
+
+def test_list_shows_readable_ideographic_name(user_client, store):
+    store(JAPANESE)
+
+    response = user_client.get(LIST_URL)
+
+    assert "Yamada, Tarou (山田 太郎)" in response.content.decode()
+
+
+def test_list_query_count_independent_of_rows(user_client, store):
+    store(CT)
+    user_client.get(LIST_URL)  # creates the audit chain head, which costs one more query
+    with CaptureQueriesContext(connection) as one_row:
+        user_client.get(LIST_URL)
+    for name in (MR, OVERLAY, FRENCH, JAPANESE):
+        store(name)
+
+    with CaptureQueriesContext(connection) as five_rows:
+        response = user_client.get(LIST_URL)
+
+    assert len(response.context["page"].object_list) == 5
+    assert len(five_rows.captured_queries) == len(one_row.captured_queries)
+
+
+# Searching
+
+
+def test_name_search_ignores_accents_and_case(user_client, store):
+    french, ct = store(FRENCH), store(CT)
+
+    assert search(user_client, patient_name="jerome") == [french.study_instance_uid]
+    assert search(user_client, patient_name="JÉRÔME") == [french.study_instance_uid]
+    assert search(user_client, patient_name="BUC") == [french.study_instance_uid]
+    assert ct.study_instance_uid not in search(user_client, patient_name="jerome")
+
+
+def test_name_search_matches_word_prefixes(user_client, store):
+    ct, mr = store(CT), store(MR)
+
+    assert search(user_client, patient_name="compressed") == [mr.study_instance_uid, ct.study_instance_uid]
+    assert search(user_client, patient_name="ct") == [ct.study_instance_uid]
+    # "samples" is inside a word, not at its start.
+    assert search(user_client, patient_name="samples") == []
+
+
+def test_name_search_supports_wildcards(user_client, store):
+    ct, mr = store(CT), store(MR)
+
+    assert search(user_client, patient_name="*samples*") == [mr.study_instance_uid, ct.study_instance_uid]
+    assert search(user_client, patient_name="*^?t1") == [ct.study_instance_uid]
+
+
+def test_name_search_accepts_readable_form(user_client, store):
+    french = store(FRENCH)
+    store(CT)
+
+    assert search(user_client, patient_name="Buc, Jérôme") == [french.study_instance_uid]
+    assert search(user_client, patient_name="buc, jer") == [french.study_instance_uid]
+
+
+def test_name_search_matches_ideographic_group(user_client, store):
+    japanese = store(JAPANESE)
+    store(FRENCH)
+
+    assert search(user_client, patient_name="山田") == [japanese.study_instance_uid]
+    assert search(user_client, patient_name="太郎") == [japanese.study_instance_uid]
+    assert search(user_client, patient_name="tarou") == [japanese.study_instance_uid]
+
+
+def test_name_search_escapes_like_characters(user_client, store_copy):
+    percent = store_copy(CT, PatientID="P1", PatientName="100%^Sure")
+    store_copy(CT, PatientID="P2", PatientName="1000^Sure")
+    underscore = store_copy(CT, PatientID="P3", PatientName="A_B^C")
+    store_copy(CT, PatientID="P4", PatientName="AXB^C")
+
+    assert search(user_client, patient_name="100%") == [percent.study_instance_uid]
+    assert search(user_client, patient_name="a_b") == [underscore.study_instance_uid]
+
+
+def test_patient_id_search_is_exact(user_client, store):
+    ct, mr = store(CT), store(MR)
+
+    assert search(user_client, patient_id="1CT1") == [ct.study_instance_uid]
+    assert search(user_client, patient_id="1ct1") == []
+    assert search(user_client, patient_id="1CT") == []
+    assert search(user_client, patient_id="4MR*") == [mr.study_instance_uid]
+    assert search(user_client, patient_id="4mr*") == []
+    assert search(user_client, patient_id="?CT?") == [ct.study_instance_uid]
+
+
+def test_accession_search_narrows_list(user_client, store):
+    overlay = store(OVERLAY)
+    store(CT)
+
+    assert search(user_client, accession_number="8000000000330109") == [overlay.study_instance_uid]
+    assert search(user_client, accession_number="8000*") == [overlay.study_instance_uid]
+    assert search(user_client, accession_number="800000000033010") == []
+
+
+def test_date_range_search_narrows_list(user_client, store):
+    ct, mr, overlay = store(CT), store(MR), store(OVERLAY)
+    store(FRENCH)
+
+    in_2004 = search(user_client, study_date_from="2004-01-01", study_date_to="2004-12-31")
+    assert in_2004 == [mr.study_instance_uid, ct.study_instance_uid]
+    assert search(user_client, study_date_from="2004-08-26") == [overlay.study_instance_uid, mr.study_instance_uid]
+    assert search(user_client, study_date_to="2004-01-19") == [ct.study_instance_uid]
+    assert search(user_client, study_date_from="2004-01-19", study_date_to="2004-01-19") == [ct.study_instance_uid]
+
+
+def test_date_inputs_are_date_fields(user_client, db):
+    response = user_client.get(LIST_URL, {"study_date_from": "2004-01-01"})
+    content = response.content.decode()
+
+    assert 'type="date" name="study_date_from" value="2004-01-01"' in content
+    assert 'type="date" name="study_date_to"' in content
+
+
+def test_reversed_date_range_shows_error(user_client, store):
+    store(CT)
+
+    response = user_client.get(LIST_URL, {"study_date_from": "2005-01-01", "study_date_to": "2004-01-01"})
+
+    assert response.status_code == 200
+    assert response.context["page"] is None
+    assert "The start date is after the end date." in response.content.decode()
+
+
+def test_combined_fields_all_apply(user_client, store):
+    ct = store(CT)
+    store(MR)
+
+    assert search(user_client, patient_name="compressed", study_date_to="2004-06-30") == [ct.study_instance_uid]
+    assert search(user_client, patient_name="compressed", patient_id="4MR1", study_date_to="2004-06-30") == []
+
+
+# Pagination
+
+
+def test_list_pages_hold_fifty_studies(user_client, store_copy):
+    uids = [store_copy(CT, StudyDate=f"2020{month:02d}{day:02d}").study_instance_uid for month in (1, 2, 3) for day in range(1, 18)]
+    newest_first = list(reversed(uids))
+
+    first = user_client.get(LIST_URL)
+    second = user_client.get(LIST_URL, {"page": 2})
+
+    assert listed_uids(first) == newest_first[:50]
+    assert listed_uids(second) == newest_first[50:]
+    assert b'href="?page=2"' in first.content
+    assert b'aria-current="page">2</a>' in second.content
+
+
+def test_page_links_keep_search(user_client, store_copy):
+    for day in range(1, 52):
+        store_copy(CT, StudyDate=f"202001{day % 28 + 1:02d}")
+
+    response = user_client.get(LIST_URL, {"patient_id": "1CT1"})
+
+    assert b'href="?patient_id=1CT1&amp;page=2"' in response.content
+
+
+def test_page_number_out_of_range_shows_last_page(user_client, store):
+    ct = store(CT)
+
+    assert search(user_client, page="7") == [ct.study_instance_uid]
+    assert search(user_client, page="last") == [ct.study_instance_uid]
+
+
+# The study page
+
+
+def test_study_page_shows_series_and_instances(user_client, store):
+    study = store(MR)
+
+    response = user_client.get(reverse("archive:study-detail", args=[study.pk]))
+    content = response.content.decode()
+
+    assert response.status_code == 200
+    assert "CompressedSamples, MR1" in content
+    assert "4MR1" in content
+    assert "MR Image Storage" in content
+    assert "Explicit VR Little Endian" in content
+    assert "64 × 64" in content
+    assert study.series.get().series_instance_uid in content
+
+
+def test_study_page_lists_instances_by_number(user_client, store, storage, sample_file):
+    study = store(CT)
+    series_uid = study.series.get().series_instance_uid
+    for number in ("3", "2"):
+        dataset = pydicom.dcmread(sample_file(CT))
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        dataset.InstanceNumber = number
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        assert store_file(buffer.getvalue(), source=Source(kind="import"), storage=storage).outcome is Outcome.STORED
+
+    response = user_client.get(reverse("archive:study-detail", args=[study.pk]))
+
+    [series] = response.context["series_list"]
+    assert series.series_instance_uid == series_uid
+    assert [instance.instance_number for instance in series.instances.all()] == [1, 2, 3]
+
+
+def test_study_page_shows_multiframe_and_file_size(user_client, store, sample_file):
+    study = store("SC_rgb_rle_2frame.dcm")
+
+    response = user_client.get(reverse("archive:study-detail", args=[study.pk]))
+    content = response.content.decode()
+
+    assert "Secondary Capture Image Storage" in content
+    assert "RLE Lossless" in content
+    assert '<td class="numeric">2</td>' in content
+    size = sample_file("SC_rgb_rle_2frame.dcm").stat().st_size
+    assert f"{size / 1024:.1f}\xa0KB" in content
+
+
+def test_unknown_study_gives_404(user_client, db):
+    response = user_client.get(reverse("archive:study-detail", args=[999999]))
+
+    assert response.status_code == 404
+    assert not AuditEvent.objects.filter(action=Action.STUDY_VIEWED).exists()
+
+
+# Audit
+
+
+def test_study_page_writes_audit_event(user_client, store):
+    study = store(CT)
+
+    user_client.get(reverse("archive:study-detail", args=[study.pk]), REMOTE_ADDR="192.0.2.7")
+
+    event = AuditEvent.objects.get(action=Action.STUDY_VIEWED)
+    assert event.user == "reader"
+    assert event.address == "192.0.2.7"
+    assert event.patient_id == "1CT1"
+    assert event.study_instance_uid == study.study_instance_uid
+    assert event.outcome == 0
+
+
+def test_list_writes_audit_event_with_search(user_client, store):
+    store(CT)
+
+    user_client.get(
+        LIST_URL,
+        {"patient_name": "Compressed", "patient_id": "1CT1", "accession_number": "A7", "study_date_from": "2004-01-01"},
+        REMOTE_ADDR="192.0.2.8",
+    )
+
+    event = AuditEvent.objects.get(action=Action.STUDY_LIST_VIEWED)
+    assert event.user == "reader"
+    assert event.address == "192.0.2.8"
+    assert "patient_id=1CT1" in event.detail
+    assert "accession_number=A7" in event.detail
+    assert "study_date=20040101-" in event.detail
+    assert "page=1" in event.detail
+
+
+def test_list_audit_event_omits_searched_name(user_client, store):
+    store(FRENCH)
+
+    user_client.get(LIST_URL, {"patient_name": "Jérôme"})
+
+    event = AuditEvent.objects.get(action=Action.STUDY_LIST_VIEWED)
+    assert "patient_name=(not recorded)" in event.detail
+    assert "rôme" not in event.detail.lower()
+    assert "rome" not in event.detail.lower()
+
+
+def test_list_without_search_writes_audit_event(user_client, db):
+    user_client.get(LIST_URL)
+
+    assert AuditEvent.objects.get(action=Action.STUDY_LIST_VIEWED).detail == "page=1"
+
+
+# Display filters
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("Buc^Jérôme", "Buc, Jérôme"),
+        ("Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada, Tarou (山田 太郎)"),
+        ("=山田^太郎", "山田 太郎"),
+        ("==やまだ^たろう", "やまだ たろう"),
+        ("Adams^John Robert Quincy^^Rev.^B.A. M.Div.", "Adams, Rev. John Robert Quincy, B.A. M.Div."),
+        ("Anonymized", "Anonymized"),
+        ("OB^^^^", "OB"),
+        ("^^^^", ""),
+        ("", ""),
+    ],
+)
+def test_person_name_filter(value, shown):
+    assert person_name(value) == shown
+
+
+def test_date_and_time_filters():
+    assert dicom_date("20040119") == "2004-01-19"
+    assert dicom_date("2004") == "2004"
+    assert dicom_time("072730") == "07:27:30"
+    assert dicom_time("093431.70") == "09:34:31"
+    assert dicom_time("1804") == "18:04"
+    assert dicom_time("7") == "7"
+
+
+def test_uid_name_filter():
+    assert uid_name("1.2.840.10008.5.1.4.1.1.2") == "CT Image Storage"
+    assert uid_name("1.2.840.10008.1.2.4.50") == "JPEG Baseline (Process 1)"
+    assert uid_name("1.2.3.4") == "1.2.3.4"
+
