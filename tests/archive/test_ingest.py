@@ -171,16 +171,34 @@ def test_non_dicom_file_is_rejected(storage):
     assert "not a DICOM file" in result.reason
 
 
-def test_meta_and_dataset_uid_mismatch_is_rejected(sample_file, storage, tmp_path):
+def test_stale_meta_uid_is_corrected(sample_file, storage, tmp_path):
     ds = dcmread(sample_file("CT_small.dcm"))
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     path = tmp_path / "mismatch.dcm"
     ds.save_as(path, enforce_file_format=False)
+    data = path.read_bytes()
 
-    result = ingest.store_file(path.read_bytes(), source=IMPORT, storage=storage)
+    result = ingest.store_file(data, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.STORED
+    stored = storage.path(Instance.objects.get().storage_key)
+    assert dcmread(stored).file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert dataset_part(stored.read_bytes()) == dataset_part(data)
+
+
+def test_request_uid_mismatch_is_rejected(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ds = dcmread(sample_file("CT_small.dcm"))
+
+    result = ingest.store_dataset(
+        dataset_part(data), dataset_offset=0, transfer_syntax=ds.file_meta.TransferSyntaxUID,
+        sop_class_uid=ds.SOPClassUID, sop_instance_uid=generate_uid(),
+        source=ingest.Source(kind="dimse", ae_title="MODALITY"), storage=storage,
+    )
 
     assert result.outcome is ingest.Outcome.REJECTED
-    assert "differs" in result.reason
+    assert "differs from the request's" in result.reason
+    assert Instance.objects.count() == 0
 
 
 def test_bare_dataset_gets_file_meta(sample_file, storage):

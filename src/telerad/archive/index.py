@@ -1,9 +1,9 @@
 """Index rows written on the receive path.
 
 Storing one more instance of a known series is the archive's most frequent
-write, so it runs as three plain SQL statements (insert the instance, bump the
-series and study counters) instead of ORM calls, which cost several times the
-statements themselves. New patients, studies and series are rare and go
+write. It runs as three plain SQL statements (count the instance in its series
+and study, insert it) because the ORM calls cost several times the statements
+themselves. New patients, studies and series are rare and go
 through the ORM.
 """
 
@@ -25,7 +25,11 @@ SERIES_CACHE_SIZE = 4096
 
 
 class Rejected(Exception):
-    """The instance cannot be stored; the message says why, without patient data."""
+    """The instance cannot be stored; the message gives the reason, without patient data."""
+
+    def __init__(self, message: str, *, sop_class_mismatch: bool = False):
+        super().__init__(message)
+        self.sop_class_mismatch = sop_class_mismatch
 
 
 @dataclasses.dataclass(frozen=True)

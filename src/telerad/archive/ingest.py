@@ -55,7 +55,7 @@ class Outcome(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """Where an instance came from, for the index and the audit trail."""
+    """The origin of an instance, for the index and the audit trail."""
 
     kind: str  # "dimse", "stow" or "import"
     ae_title: str = ""
@@ -70,6 +70,8 @@ class StoreResult:
     sop_instance_uid: str = ""
     study_instance_uid: str = ""
     patient_id: str = ""
+    # The dataset is of another SOP class than the request named (PS3.4 B.2.3, status A900).
+    sop_class_mismatch: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -202,9 +204,17 @@ def _store(
 ) -> StoreResult:
     storage = storage or default_storage()
     try:
-        record = _read_record(buffer, dataset_offset, transfer_syntax, expected_class, expected_instance)
+        record = _read_record(buffer, dataset_offset, transfer_syntax)
+        if meta_prefix is None and _names_other_instance(record, expected_class, expected_instance):
+            # Some writers leave stale UIDs in the file meta group. The
+            # dataset is authoritative, so the file is stored with its
+            # dataset bytes unchanged behind a corrected meta group.
+            logger.warning("file meta information names other UIDs; storing with corrected meta sop_instance_uid=%s", record.sop_instance_uid)
+            meta_prefix = file_meta_prefix(str(record.instance["sop_class_uid"]), record.sop_instance_uid, transfer_syntax, source.ae_title)
+        else:
+            _require_request_uids(record, expected_class, expected_instance)
     except Rejected as exc:
-        return _rejected(str(exc), sop_instance_uid=expected_instance)
+        return dataclasses.replace(_rejected(str(exc), sop_instance_uid=expected_instance), sop_class_mismatch=exc.sop_class_mismatch)
 
     dataset_sha256 = hashlib.sha256(memoryview(buffer)[dataset_offset:]).hexdigest()
     existing = _compare_with_stored(record, dataset_sha256, source)
@@ -231,7 +241,7 @@ def _store(
         return _rejected(str(exc), sop_instance_uid=record.sop_instance_uid)
 
 
-def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str, expected_class: str, expected_instance: str) -> InstanceRecord:
+def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str) -> InstanceRecord:
     if transfer_syntax not in KNOWN_TRANSFER_SYNTAXES:
         raise Rejected(f"the transfer syntax {transfer_syntax!r} is not supported")
     encoding = header.Encoding.of(transfer_syntax)
@@ -241,12 +251,19 @@ def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str, expec
         record = build_record(values, little_endian=encoding.little_endian)
     except (header.MalformedDataset, InvalidAttribute) as exc:
         raise Rejected(str(exc)) from None
-
-    if expected_instance and expected_instance != record.sop_instance_uid:
-        raise Rejected(f"the dataset's SOPInstanceUID {record.sop_instance_uid} differs from {expected_instance} in the file meta information or request")
-    if expected_class and expected_class != record.instance["sop_class_uid"]:
-        raise Rejected(f"the dataset's SOPClassUID {record.instance['sop_class_uid']} differs from {expected_class} in the file meta information or request")
     return record
+
+
+def _names_other_instance(record: InstanceRecord, sop_class_uid: str, sop_instance_uid: str) -> bool:
+    return (sop_instance_uid, sop_class_uid) != (record.sop_instance_uid, record.instance["sop_class_uid"])
+
+
+def _require_request_uids(record: InstanceRecord, sop_class_uid: str, sop_instance_uid: str) -> None:
+    """Check the UIDs of a C-STORE or STOW request against the dataset (PS3.4 B.2.3: status A900 on a class mismatch)."""
+    if sop_instance_uid != record.sop_instance_uid:
+        raise Rejected(f"the dataset's SOPInstanceUID {record.sop_instance_uid} differs from the request's {sop_instance_uid}")
+    if sop_class_uid != record.instance["sop_class_uid"]:
+        raise Rejected(f"the dataset's SOPClassUID {record.instance['sop_class_uid']} differs from the request's {sop_class_uid}", sop_class_mismatch=True)
 
 
 def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source) -> StoreResult | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 # User name, password, staff, superuser. The passwords are public, so they
 # exist only where TELERAD_DEMO=true.
 DEMO_ACCOUNTS = (
@@ -16,3 +19,49 @@ def login_lines() -> list[str]:
     for username, password, _, _ in DEMO_ACCOUNTS:
         lines.append(f"         {username:<13} {password}")
     return lines
+
+
+def prepare_sample_variants(target: Path) -> list[Path]:
+    """Return the sample images to import, writing re-identified copies of variants into `target`.
+
+    pydicom ships one image in several encodings (RLE, JPEG-LS, big endian...)
+    under the same SOP Instance UID. The archive keeps only the first of such
+    a set, so every later variant gets its own SOP Instance and Series UIDs,
+    derived from its file name, and a series description naming its transfer
+    syntax. Samples whose UIDs are unique are imported as they are.
+    """
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    from telerad.archive.importer import sample_image_paths
+
+    target.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    paths: list[Path] = []
+    for path in sample_image_paths():
+        try:
+            dataset = dcmread(path, force=True)
+            sop_instance_uid = str(dataset.get("SOPInstanceUID", ""))
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            # Broken samples go to the import as they are, which rejects them with a reason.
+            paths.append(path)
+            continue
+        if not sop_instance_uid or sop_instance_uid not in seen or "TransferSyntaxUID" not in dataset.file_meta:
+            seen.add(sop_instance_uid)
+            paths.append(path)
+            continue
+        paths.append(_write_variant(dataset, path, target))
+    return paths
+
+
+def _write_variant(dataset: Any, path: Path, target: Path) -> Path:
+    from pydicom.uid import generate_uid
+
+    transfer_syntax = dataset.file_meta.TransferSyntaxUID
+    dataset.SOPInstanceUID = generate_uid(entropy_srcs=["sop", path.name])
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.SeriesInstanceUID = generate_uid(entropy_srcs=["series", path.name])
+    dataset.SeriesDescription = f"{transfer_syntax.name} ({path.stem})"[:64]
+    variant = target / path.name
+    dataset.save_as(variant, enforce_file_format=True)
+    return variant

@@ -186,7 +186,7 @@ def _store_response(result: ingest.StoreResult, stats: AssociationStats) -> Data
             "instance rejected calling_ae=%s sop_instance_uid=%s reason=%s",
             stats.calling_ae_title, result.sop_instance_uid or "-", result.reason,
         )
-        code = STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS if "SOPClassUID" in result.reason else STATUS_CANNOT_UNDERSTAND
+        code = STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS if result.sop_class_mismatch else STATUS_CANNOT_UNDERSTAND
         return _status(code, result.reason)
     if result.outcome is ingest.Outcome.CONFLICT:
         stats.failures += 1
