@@ -1,0 +1,1 @@
+"""End-to-end tests: a real ``telerad serve`` against real DICOM peers."""
