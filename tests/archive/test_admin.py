@@ -8,21 +8,12 @@ from django.test import Client
 from django.urls import reverse
 
 from telerad.archive.ingest import Outcome, Source, store_file
-from telerad.archive import index
-from telerad.archive.models import Instance, Series
+from telerad.archive.models import Instance
 from telerad.audit.events import Action, record_event
 from telerad.audit.models import AuditEvent
 from telerad.dimse.models import RemoteAE
 
 INDEX_MODELS = ("patient", "study", "series", "instance")
-
-
-@pytest.fixture(autouse=True)
-def forget_cached_series(db):
-    """Drop ingest's per-process series cache for the rows this test's rolled-back transaction removes."""
-    yield
-    for series_instance_uid in Series.objects.values_list("series_instance_uid", flat=True):
-        index.forget_series(series_instance_uid)
 
 
 @pytest.fixture

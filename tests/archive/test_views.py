@@ -14,8 +14,7 @@ from django.urls import reverse
 from pydicom.uid import generate_uid
 
 from telerad.archive.ingest import Outcome, Source, store_file
-from telerad.archive import index
-from telerad.archive.models import Series, Study
+from telerad.archive.models import Study
 from telerad.archive.templatetags.dicom_format import dicom_date, dicom_time, person_name, uid_name
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
@@ -29,14 +28,6 @@ MR = "MR_small.dcm"  # CompressedSamples^MR1, ID 4MR1, study date 20040826
 OVERLAY = "examples_overlay.dcm"  # ID 021234567, accession 8000000000330109, study date 20051130
 FRENCH = "chrFren.dcm"  # Buc^Jérôme in ISO_IR 100, no study date
 JAPANESE = "chrH31.dcm"  # Yamada^Tarou=山田^太郎=やまだ^たろう in ISO 2022 IR 87
-
-
-@pytest.fixture(autouse=True)
-def forget_cached_series(db):
-    """Drop ingest's per-process series cache for the rows this test's rolled-back transaction removes."""
-    yield
-    for series_instance_uid in Series.objects.values_list("series_instance_uid", flat=True):
-        index.forget_series(series_instance_uid)
 
 
 @pytest.fixture
