@@ -225,7 +225,10 @@ def test_received_dataset_records_source_ae(sample_file, storage):
 
     instance = Instance.objects.get()
     assert instance.source_ae_title == "CT_SCANNER"
-    assert dcmread(storage.path(instance.storage_key)).file_meta.SourceApplicationEntityTitle == "CT_SCANNER"
+    meta = dcmread(storage.path(instance.storage_key)).file_meta
+    assert meta.SendingApplicationEntityTitle == "CT_SCANNER"
+    assert meta.SourceApplicationEntityTitle == "TELERAD"
+    assert meta.ReceivingApplicationEntityTitle == "TELERAD"
 
 
 def test_patient_is_shared_by_studies(sample_file, storage, tmp_path):

@@ -174,6 +174,8 @@ def test_stored_meta_names_telerad_as_source(server, sent_samples):
     meta = read_file_meta_info(stored.path)
 
     assert meta.get("SourceApplicationEntityTitle", "").strip() == server.ae_title
+    assert meta.get("SendingApplicationEntityTitle", "").strip() == STORESCU_AE
+    assert meta.get("ReceivingApplicationEntityTitle", "").strip() == server.ae_title
 
 
 # --- Storing datasets with pynetdicom

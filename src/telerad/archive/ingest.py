@@ -121,7 +121,7 @@ def store_dataset(
 
     The dataset must carry the SOP Class and Instance UIDs named by the request.
     """
-    prefix = file_meta_prefix(sop_class_uid, sop_instance_uid, transfer_syntax, source.ae_title)
+    prefix = file_meta_prefix(sop_class_uid, sop_instance_uid, transfer_syntax, sending_ae_title=source.ae_title)
     return _store(
         buffer,
         dataset_offset=dataset_offset,
@@ -134,11 +134,14 @@ def store_dataset(
     )
 
 
-def file_meta_prefix(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae_title: str) -> bytes:
+def file_meta_prefix(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, *, sending_ae_title: str = "") -> bytes:
     """Return the preamble, ``DICM`` prefix and file meta group (PS3.10 7.1) for a received dataset.
 
-    Encoded by hand because pydicom's writer costs about 1 ms per instance on the receive path.
+    telerad writes the file, so it is the Source AE; a network peer is named
+    as the Sending AE and telerad as the Receiving AE. Encoded by hand because
+    pydicom's writer costs about 1 ms per instance on the receive path.
     """
+    ae_title = settings.TELERAD.ae_title
     elements = [
         _meta_element(0x0001, "OB", b"\x00\x01"),
         _meta_element(0x0002, "UI", _padded_uid(sop_class_uid)),
@@ -146,9 +149,11 @@ def file_meta_prefix(sop_class_uid: str, sop_instance_uid: str, transfer_syntax:
         _meta_element(0x0010, "UI", _padded_uid(transfer_syntax)),
         _meta_element(0x0012, "UI", _padded_uid(IMPLEMENTATION_CLASS_UID)),
         _meta_element(0x0013, "SH", _padded_text(IMPLEMENTATION_VERSION_NAME)),
+        _meta_element(0x0016, "AE", _padded_text(ae_title)),
     ]
-    if source_ae_title:
-        elements.append(_meta_element(0x0016, "AE", _padded_text(source_ae_title)))
+    if sending_ae_title:
+        elements.append(_meta_element(0x0017, "AE", _padded_text(sending_ae_title)))
+        elements.append(_meta_element(0x0018, "AE", _padded_text(ae_title)))
     group = b"".join(elements)
     group_length = _meta_element(0x0000, "UL", struct.pack("<L", len(group)))
     return b"\x00" * header.PREAMBLE_LENGTH + b"DICM" + group_length + group
@@ -210,7 +215,7 @@ def _store(
             # dataset is authoritative, so the file is stored with its
             # dataset bytes unchanged behind a corrected meta group.
             logger.warning("file meta information names other UIDs; storing with corrected meta sop_instance_uid=%s", record.sop_instance_uid)
-            meta_prefix = file_meta_prefix(str(record.instance["sop_class_uid"]), record.sop_instance_uid, transfer_syntax, source.ae_title)
+            meta_prefix = file_meta_prefix(str(record.instance["sop_class_uid"]), record.sop_instance_uid, transfer_syntax, sending_ae_title=source.ae_title)
         else:
             _require_request_uids(record, expected_class, expected_instance)
     except Rejected as exc:

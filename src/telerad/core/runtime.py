@@ -11,6 +11,8 @@ import uvicorn
 from django.conf import settings
 from django.core import checks
 from django.core.management import call_command
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
 
 from telerad.core import demo
 from telerad.core.tls import ensure_self_signed
@@ -27,6 +29,25 @@ def require_valid_configuration() -> None:
     if problems:
         lines = "\n".join(f"  {problem.msg}" for problem in problems)
         raise ConfigurationInvalid(f"telerad cannot start until the configuration is fixed:\n{lines}")
+
+
+def require_migrated_database() -> None:
+    """Raise ConfigurationInvalid unless the configuration is valid and every migration is applied.
+
+    Unlike the servers, commands that change data do not migrate by themselves,
+    so that one started against the wrong database creates nothing there.
+    """
+    problems = settings.TELERAD.problems
+    if problems:
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        raise ConfigurationInvalid(f"telerad cannot run until the configuration is fixed:\n{lines}")
+    try:
+        executor = MigrationExecutor(connection)
+        unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        raise ConfigurationInvalid(f"cannot connect to the database: {exc}") from None
+    if unapplied:
+        raise ConfigurationInvalid("the database is not prepared yet; run: telerad migrate")
 
 
 def prepare_database() -> None:

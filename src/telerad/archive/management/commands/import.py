@@ -16,10 +16,10 @@ from typing import Any, Iterator, TextIO
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import DatabaseError, connection
-from django.db.migrations.executor import MigrationExecutor
 from tqdm import tqdm
 
 from telerad.archive import importer, ingest
+from telerad.core import runtime
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -59,9 +59,9 @@ class Command(BaseCommand):
             raise CommandError(f"--max-errors must be 0 or more, not {max_errors}", returncode=EXIT_USAGE)
         try:
             importer.check_paths(options["paths"])
-            _require_ready_archive()
+            runtime.require_migrated_database()
             plan = importer.plan_import(options["paths"])
-        except importer.ImportPathError as exc:
+        except (importer.ImportPathError, runtime.ConfigurationInvalid) as exc:
             raise CommandError(str(exc), returncode=EXIT_USAGE) from None
 
         user = options["user"] or _operating_system_user()
@@ -130,21 +130,6 @@ class Command(BaseCommand):
         if not_listed > 0:
             where = f"{report_path} lists them all" if report_path else "--report FILE lists them all"
             self.stdout.write(f"  ... and {not_listed} more; {where}")
-
-
-def _require_ready_archive() -> None:
-    """Raise a usage error unless the configuration is valid and the database is migrated."""
-    problems = settings.TELERAD.problems
-    if problems:
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        raise CommandError(f"telerad cannot import until the configuration is fixed:\n{lines}", returncode=EXIT_USAGE)
-    try:
-        executor = MigrationExecutor(connection)
-        unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    except DatabaseError as exc:
-        raise CommandError(f"cannot connect to the database: {exc}", returncode=EXIT_USAGE) from None
-    if unapplied:
-        raise CommandError("the database has unapplied migrations; run: telerad migrate", returncode=EXIT_USAGE)
 
 
 def _operating_system_user() -> str:

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from telerad.audit import events as audit
+from telerad.core import runtime
 from telerad.dimse.models import RemoteAE
 
 SERVICES = ("store", "find", "move", "get")
@@ -29,6 +30,10 @@ class Command(BaseCommand):
         remove.add_argument("ae_title")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            runtime.require_migrated_database()
+        except runtime.ConfigurationInvalid as exc:
+            raise CommandError(str(exc)) from None
         action = options["action"]
         if action == "add":
             self._add(options)
