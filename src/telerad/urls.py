@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+
+admin.site.site_header = _("telerad administration")
+admin.site.site_title = _("telerad")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="archive:study-list", permanent=False), name="home"),
