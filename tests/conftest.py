@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-# Settings read TELERAD_DATA_DIR when Django starts, which happens after this
-# module is imported; each test run gets its own folder unless one is given.
-os.environ.setdefault("TELERAD_DATA_DIR", tempfile.mkdtemp(prefix="telerad-test-"))
-os.environ.setdefault("TELERAD_HTTP_TLS", "false")
+
+
+def pytest_configure(config):
+    # pytest-django starts Django before this module is imported, so the
+    # isolated data folder has to come from the environment (scripts/test
+    # sets it). Without it the tests would write into the real data folder.
+    if not os.environ.get("TELERAD_DATA_DIR"):
+        pytest.exit("set TELERAD_DATA_DIR to an empty temporary folder, or run the tests with scripts/test", returncode=2)
 
 
 def pydicom_test_files() -> Path:

@@ -77,6 +77,10 @@ class Series(models.Model):
 
     class Meta:
         verbose_name_plural = _("series")
+        indexes = [
+            # ModalitiesInStudy matching and relational queries filter on it.
+            models.Index(fields=["modality"], name="series_modality"),
+        ]
 
     def __str__(self) -> str:
         return self.series_instance_uid

@@ -22,6 +22,7 @@ GENESIS_HASH = "0" * 64
 class Action(enum.StrEnum):
     INSTANCES_STORED = "instances-stored"
     ASSOCIATION_REJECTED = "association-rejected"
+    QUERY = "query"
     DUPLICATE_REJECTED = "duplicate-rejected"
     DUPLICATE_REPLACED = "duplicate-replaced"
     IMPORT = "import"

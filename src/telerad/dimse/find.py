@@ -23,7 +23,6 @@ from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, S
 
 from telerad.archive.query import CompiledQuery, InvalidQuery, Level, Root, compile_query
 from telerad.audit import events as audit
-from telerad.dimse.models import RemoteAE
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,6 @@ ERROR_COMMENT_LENGTH = 64
 STATUS_INTERRUPTED = -1
 
 # The audit trail's action for a query.
-# NOTE: a plain string until audit.Action gains QUERY = "query".
-QUERY_ACTION = "query"
 AUDIT_QUERY_LENGTH = 1000
 
 QUERY_RETRIEVE_LEVEL = Tag("QueryRetrieveLevel")
@@ -212,15 +209,7 @@ def _read_request(event: Any, summary: _Summary) -> _FindRequest:
 def _may_query(event: Any) -> bool:
     # Associations that did not pass the listener's EVT_REQUESTED check are not served.
     stats = getattr(event.assoc, "telerad_stats", None)
-    if stats is None:
-        return False
-    allowed = getattr(stats, "allow_find", None)
-    if allowed is not None:
-        return bool(allowed)
-    # NOTE: until AssociationStats carries allow_find, the permission is read
-    # here. An AE accepted without a RemoteAE row came in under accept_any_ae.
-    remote_ae = RemoteAE.objects.filter(ae_title=stats.calling_ae_title, enabled=True).first()
-    return remote_ae is None or remote_ae.allow_find
+    return stats is not None and stats.allow_find
 
 
 def _decoded_identifier(event: Any) -> Dataset:
@@ -373,7 +362,7 @@ def _finish(summary: _Summary, status: int, comment: str) -> None:
             summary.calling_ae_title, summary.root or "-", summary.level or "-", status_text, summary.matches, comment,
         )
     audit.record_event(
-        action=QUERY_ACTION,  # type: ignore[arg-type]
+        action=audit.Action.QUERY,
         outcome=audit.Outcome.SUCCESS if status in {STATUS_SUCCESS, STATUS_CANCEL} else audit.Outcome.MINOR_FAILURE,
         user=summary.calling_ae_title,
         address=summary.address,

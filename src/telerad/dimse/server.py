@@ -27,6 +27,7 @@ from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
 
 from telerad.archive import header, ingest
 from telerad.audit import events as audit
+from telerad.dimse import find
 from telerad.dimse.access import check_association
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class AssociationStats:
     duplicates: int = 0
     failures: int = 0
     allow_store: bool = True
+    allow_find: bool = True
     # Instances stored per (patient ID, study UID), for one audit event per study.
     studies: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
 
@@ -83,6 +85,7 @@ def build_application_entity() -> AE:
     ae.add_supported_context(Verification, transfer_syntaxes)
     for sop_class_uid in _STORAGE_CLASSES.values():
         ae.add_supported_context(sop_class_uid, transfer_syntaxes)
+    find.add_find_contexts(ae)
     return ae
 
 
@@ -90,6 +93,8 @@ def event_handlers() -> list[tuple[Any, Any]]:
     return [
         (evt.EVT_REQUESTED, _on_requested),
         (evt.EVT_C_STORE, _on_c_store),
+        (evt.EVT_C_FIND, find.handle_find),
+        (evt.EVT_SOP_EXTENDED, find.negotiate_find_options),
         (evt.EVT_RELEASED, _on_finished),
         (evt.EVT_ABORTED, _on_finished),
     ]
@@ -121,7 +126,10 @@ def _on_requested(event: Any) -> None:
     decision = check_association(calling, address, accept_any=settings.TELERAD.accept_any_ae)
     if decision.allowed:
         stats = AssociationStats(calling, address)
-        stats.allow_store = decision.remote_ae.allow_store if decision.remote_ae else True
+        # An AE accepted without a registration came in under accept_any_ae and may use every service.
+        if decision.remote_ae is not None:
+            stats.allow_store = decision.remote_ae.allow_store
+            stats.allow_find = decision.remote_ae.allow_find
         assoc.telerad_stats = stats
         return
 
