@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 from pydicom import dcmread
@@ -239,3 +240,29 @@ def test_patient_is_shared_by_studies(sample_file, storage, tmp_path):
 
     assert Patient.objects.count() == 1
     assert Study.objects.count() == 2
+
+
+def test_missing_file_is_restored_by_identical_copy(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ingest.store_file(data, source=IMPORT, storage=storage)
+    path = storage.path(Instance.objects.get().storage_key)
+    path.unlink()
+
+    result = ingest.store_file(data, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.ALREADY_PRESENT
+    assert path.read_bytes() == data
+
+
+def test_unfinished_files_are_removed_when_old(storage):
+    old = storage.temporary_dir / "old.part"
+    new = storage.temporary_dir / "new.part"
+    old.write_bytes(b"partial")
+    new.write_bytes(b"partial")
+    os.utime(old, (0, 0))
+
+    removed = storage.remove_unfinished()
+
+    assert removed == 1
+    assert not old.exists()
+    assert new.exists()

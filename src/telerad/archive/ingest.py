@@ -222,14 +222,16 @@ def _store(
         return dataclasses.replace(_rejected(str(exc), sop_instance_uid=expected_instance), sop_class_mismatch=exc.sop_class_mismatch)
 
     dataset_sha256 = hashlib.sha256(memoryview(buffer)[dataset_offset:]).hexdigest()
-    existing = _compare_with_stored(record, dataset_sha256, source)
-    if existing is not None:
-        return existing
-
     key = storage_key(record.sop_instance_uid, dataset_sha256)
     chunks: list[bytes | memoryview] = [memoryview(buffer)] if meta_prefix is None else [meta_prefix, memoryview(buffer)[dataset_offset:]]
-    file_size = storage.write(key, chunks)
     stored_offset = dataset_offset if meta_prefix is None else len(meta_prefix)
+    existing = _compare_with_stored(record, dataset_sha256, source)
+    if existing is not None:
+        if existing.outcome is Outcome.ALREADY_PRESENT and not storage.exists(key):
+            _restore_missing_file(record, storage, key, chunks, stored_offset)
+        return existing
+
+    file_size = storage.write(key, chunks)
     file_fields = {
         "storage_key": key,
         "file_size": file_size,
@@ -244,6 +246,13 @@ def _store(
     except Rejected as exc:
         _discard_unreferenced(storage, key)
         return _rejected(str(exc), sop_instance_uid=record.sop_instance_uid)
+
+
+def _restore_missing_file(record: InstanceRecord, storage: FileStorage, key: str, chunks: list[bytes | memoryview], dataset_offset: int) -> None:
+    """Write the file of an indexed instance whose file is gone, from an identical copy sent again."""
+    logger.error("stored file missing, restored from a new copy sop_instance_uid=%s storage_key=%s", record.sop_instance_uid, key)
+    file_size = storage.write(key, chunks)
+    Instance.objects.filter(sop_instance_uid=record.sop_instance_uid).update(storage_key=key, file_size=file_size, dataset_offset=dataset_offset)
 
 
 def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str) -> InstanceRecord:

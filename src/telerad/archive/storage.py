@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
@@ -71,6 +72,22 @@ class FileStorage:
             raise
         _fsync_directory(directory)
         return size
+
+    def remove_unfinished(self, *, older_than: float = 3600.0) -> int:
+        """Delete temporary files left by a crash, older than `older_than` seconds; return how many.
+
+        The age limit spares files that another node sharing this storage is writing right now.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.temporary_dir.glob("*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)

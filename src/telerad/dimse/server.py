@@ -103,6 +103,9 @@ def event_handlers() -> list[tuple[Any, Any]]:
 def start(*, block: bool) -> Any:
     """Start the listener on the configured address; return the server when `block` is False."""
     config = settings.TELERAD
+    removed = ingest.default_storage().remove_unfinished()
+    if removed:
+        logger.info("removed unfinished files of earlier runs count=%d", removed)
     ae = build_application_entity()
     server = ae.start_server((config.host, config.dicom_port), block=False, evt_handlers=event_handlers())
     server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
