@@ -189,7 +189,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
 
     database_url = reader.string("database_url", f"sqlite:///{data_dir / 'telerad.sqlite3'}")
     if not re.match(r"^(sqlite|postgres|postgresql|pgsql)://", database_url):
-        reader.problem("database_url", f"unsupported database {database_url.split(':', 1)[0]!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/NAME")
+        reader.problem("database_url", f"unsupported database {database_url.split(':', 1)[0]!r}; use sqlite:////ABSOLUTE/PATH or postgresql://USER@HOST:PORT/NAME")
+    elif database_url.startswith("sqlite:") and not database_url.startswith("sqlite:////"):
+        # sqlite:///name is relative to the working folder, so each command
+        # started elsewhere would open another database.
+        reader.problem("database_url", f"{database_url!r} is a relative path; give an absolute one with four slashes, like sqlite:////var/lib/telerad/telerad.sqlite3")
 
     ae_title = reader.string("ae_title", "TELERAD").strip()
     if not AE_TITLE_PATTERN.match(ae_title):

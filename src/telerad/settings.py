@@ -62,12 +62,11 @@ TEMPLATES = [
 
 
 def _database(url: str) -> dict:
-    try:
-        database = dj_database_url.parse(url, conn_max_age=0)
-    except ValueError:
-        # The problem is already in TELERAD.problems for `telerad check` to
-        # report; a placeholder keeps Django importable until then.
-        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(TELERAD.data_dir / "invalid-database-url.sqlite3")}
+    if any(problem.setting == "database_url" for problem in TELERAD.problems):
+        # `telerad check` reports the problem; a placeholder keeps Django
+        # importable until then, and the servers refuse to start.
+        url = f"sqlite:///{TELERAD.data_dir / 'invalid-database-url.sqlite3'}"
+    database = dj_database_url.parse(url, conn_max_age=0)
     if database["ENGINE"] == "django.db.backends.sqlite3":
         Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         database["OPTIONS"] = {
@@ -136,5 +135,7 @@ LOGGING = {
         # INFO and DEBUG; telerad logs its own association summaries instead.
         "pynetdicom": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        # Requests for missing pages are not operator errors.
+        "django.request": {"level": "ERROR"},
     },
 }

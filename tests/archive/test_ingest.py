@@ -266,3 +266,31 @@ def test_unfinished_files_are_removed_when_old(storage):
     assert removed == 1
     assert not old.exists()
     assert new.exists()
+
+
+def test_reencoded_copy_is_already_present(sample_file, storage, tmp_path):
+    ingest.store_file(sample_file("CT_small.dcm").read_bytes(), source=IMPORT, storage=storage)
+    ds = dcmread(sample_file("CT_small.dcm"))
+    # Same content in another transfer syntax, with group lengths added.
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+    path = tmp_path / "implicit.dcm"
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    reencoded = path.read_bytes()
+
+    result = ingest.store_file(reencoded, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.ALREADY_PRESENT
+    assert Instance.objects.get().transfer_syntax_uid == "1.2.840.10008.1.2.1"
+
+
+def test_new_study_updates_patient_name(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientName = "Corrected^Name"
+    ingest.store_file(encoded(ds, tmp_path, "b.dcm"), source=IMPORT, storage=storage)
+
+    patient = Patient.objects.get()
+    assert patient.patient_name == "Corrected^Name"
+    assert patient.patient_name_folded == "corrected^name"
+    assert AuditEvent.objects.filter(action="patient-updated").count() == 1

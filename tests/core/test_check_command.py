@@ -33,3 +33,11 @@ def test_check_reports_unreachable_database(tmp_path):
 
     assert completed.returncode == 1
     assert "cannot connect to the database" in completed.stderr
+
+
+def test_check_reports_unsupported_database_without_traceback(tmp_path):
+    completed = run_check(tmp_path, TELERAD_DATABASE_URL="mysql://someone@127.0.0.1/telerad")
+
+    assert completed.returncode == 1
+    assert "unsupported database 'mysql'" in completed.stderr
+    assert "Traceback" not in completed.stderr

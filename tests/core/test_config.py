@@ -101,3 +101,13 @@ def test_boolean_values(tmp_path):
     assert load(tmp_path, accept_any_ae="yes").accept_any_ae is True
     assert load(tmp_path, accept_any_ae="off").accept_any_ae is False
     assert load(tmp_path, accept_any_ae="maybe").problems[0].setting == "accept_any_ae"
+
+
+def test_relative_sqlite_path_is_reported(tmp_path):
+    loaded = load(tmp_path, database_url="sqlite:///relative/telerad.sqlite3")
+
+    assert "four slashes" in str(loaded.problems[0])
+
+
+def test_absolute_sqlite_path_is_accepted(tmp_path):
+    assert load(tmp_path, database_url=f"sqlite:///{tmp_path}/other.sqlite3").problems == ()

@@ -10,6 +10,7 @@ through the ORM.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 
 from django.db import connection, transaction
@@ -18,6 +19,9 @@ from django.utils import timezone
 
 from telerad.archive.models import Instance, Patient, Series, Study
 from telerad.archive.record import InstanceRecord
+from telerad.audit import events as audit
+
+logger = logging.getLogger(__name__)
 
 # Bounded so that a long-running listener does not grow without limit; a
 # miss costs one query.
@@ -44,12 +48,18 @@ _series_cache: dict[str, SeriesKey] = {}
 _series_cache_lock = threading.Lock()
 
 
-def stored_digest(sop_instance_uid: str) -> str | None:
-    """Return the dataset digest of the stored instance with this UID, or None when there is none."""
+@dataclasses.dataclass(frozen=True)
+class StoredFile:
+    dataset_sha256: str
+    storage_key: str
+
+
+def stored_file(sop_instance_uid: str) -> StoredFile | None:
+    """Return the digest and storage key of the stored instance with this UID, or None when there is none."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT dataset_sha256 FROM archive_instance WHERE sop_instance_uid = %s", [sop_instance_uid])
+        cursor.execute("SELECT dataset_sha256, storage_key FROM archive_instance WHERE sop_instance_uid = %s", [sop_instance_uid])
         row = cursor.fetchone()
-    return None if row is None else row[0]
+    return None if row is None else StoredFile(*row)
 
 
 def series_for(record: InstanceRecord) -> SeriesKey:
@@ -152,7 +162,27 @@ def _study_for(record: InstanceRecord) -> Study:
         return study
 
     patient_values = {key: value for key, value in record.patient.items() if key not in {"patient_id", "issuer_of_patient_id"}}
-    patient, _ = Patient.objects.get_or_create(
+    patient, created = Patient.objects.get_or_create(
         patient_id=record.patient["patient_id"], issuer_of_patient_id=record.patient["issuer_of_patient_id"], defaults=patient_values
     )
+    if not created:
+        _update_demographics(patient, patient_values, record.study_instance_uid)
     return Study.objects.create(patient=patient, **record.study)
+
+
+def _update_demographics(patient: Patient, values: dict[str, str], study_instance_uid: str) -> None:
+    """Take the name, birth date and sex of the newest study, as a corrected registration would send them."""
+    changed = [name for name, value in values.items() if value and getattr(patient, name) != value]
+    if not changed:
+        return
+    for name in changed:
+        setattr(patient, name, values[name])
+    patient.save(update_fields=changed)
+    fields = ", ".join(name for name in changed if not name.endswith("_folded"))
+    logger.info("patient demographics updated by a new study patient_pk=%s study_instance_uid=%s fields=%s", patient.pk, study_instance_uid, fields)
+    audit.record_event(
+        action=audit.Action.PATIENT_UPDATED,
+        patient_id=patient.patient_id,
+        study_instance_uid=study_instance_uid,
+        detail=f"changed by a new study: {fields}",
+    )

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from pydicom.uid import AllTransferSyntaxes
 
 from telerad.audit import events as audit
-from telerad.archive import header, index
+from telerad.archive import equivalence, header, index
 from telerad.archive.index import Rejected
 from telerad.archive.models import Instance
 from telerad.archive.record import WANTED_TAGS, InstanceRecord, InvalidAttribute, build_record
@@ -225,10 +225,10 @@ def _store(
     key = storage_key(record.sop_instance_uid, dataset_sha256)
     chunks: list[bytes | memoryview] = [memoryview(buffer)] if meta_prefix is None else [meta_prefix, memoryview(buffer)[dataset_offset:]]
     stored_offset = dataset_offset if meta_prefix is None else len(meta_prefix)
-    existing = _compare_with_stored(record, dataset_sha256, source)
+    existing = _compare_with_stored(record, dataset_sha256, source, storage=storage, candidate=chunks)
     if existing is not None:
-        if existing.outcome is Outcome.ALREADY_PRESENT and not storage.exists(key):
-            _restore_missing_file(record, storage, key, chunks, stored_offset)
+        if existing.outcome is Outcome.ALREADY_PRESENT:
+            _restore_if_missing(record, storage, key, chunks, stored_offset, dataset_sha256)
         return existing
 
     file_size = storage.write(key, chunks)
@@ -248,11 +248,16 @@ def _store(
         return _rejected(str(exc), sop_instance_uid=record.sop_instance_uid)
 
 
-def _restore_missing_file(record: InstanceRecord, storage: FileStorage, key: str, chunks: list[bytes | memoryview], dataset_offset: int) -> None:
-    """Write the file of an indexed instance whose file is gone, from an identical copy sent again."""
+def _restore_if_missing(record: InstanceRecord, storage: FileStorage, key: str, chunks: list[bytes | memoryview], dataset_offset: int, dataset_sha256: str) -> None:
+    """Write the file of an indexed instance whose file is gone, from an equal copy sent again."""
+    stored = index.stored_file(record.sop_instance_uid)
+    if stored is None or storage.exists(stored.storage_key):
+        return
     logger.error("stored file missing, restored from a new copy sop_instance_uid=%s storage_key=%s", record.sop_instance_uid, key)
     file_size = storage.write(key, chunks)
-    Instance.objects.filter(sop_instance_uid=record.sop_instance_uid).update(storage_key=key, file_size=file_size, dataset_offset=dataset_offset)
+    Instance.objects.filter(sop_instance_uid=record.sop_instance_uid).update(
+        storage_key=key, file_size=file_size, dataset_offset=dataset_offset, dataset_sha256=dataset_sha256
+    )
 
 
 def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str) -> InstanceRecord:
@@ -280,18 +285,24 @@ def _require_request_uids(record: InstanceRecord, sop_class_uid: str, sop_instan
         raise Rejected(f"the dataset's SOPClassUID {record.instance['sop_class_uid']} differs from the request's {sop_class_uid}", sop_class_mismatch=True)
 
 
-def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source) -> StoreResult | None:
-    """Return the outcome for a SOP Instance UID that is already stored, or None to go on storing."""
-    stored = index.stored_digest(record.sop_instance_uid)
+def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source, *, storage: FileStorage, candidate: list[bytes | memoryview]) -> StoreResult | None:
+    """Return the outcome for a SOP Instance UID that is already stored, or None to go on storing.
+
+    `candidate` is the Part 10 file that would be stored, in chunks.
+    """
+    stored = index.stored_file(record.sop_instance_uid)
     if stored is None:
         return None
     result = _result(Outcome.ALREADY_PRESENT, record)
-    if stored == dataset_sha256:
+    if stored.dataset_sha256 == dataset_sha256:
+        return result
+    if storage.exists(stored.storage_key) and equivalence.same_content(storage.path(stored.storage_key), b"".join(candidate)):
+        logger.info("identical instance in another encoding ignored sop_instance_uid=%s source=%s", record.sop_instance_uid, _source_label(source))
         return result
     if settings.TELERAD.duplicate_policy == DuplicatePolicy.OVERWRITE:
         return None
-    reason = "a different instance with this SOP Instance UID is already stored; the duplicate policy keeps the first"
-    logger.warning("duplicate SOP instance rejected sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, source.ae_title or source.kind)
+    reason = "an instance with this SOP Instance UID but other content is already stored; the duplicate policy keeps the first"
+    logger.warning("duplicate SOP instance rejected sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, _source_label(source))
     audit.record_event(
         action=audit.Action.DUPLICATE_REJECTED,
         outcome=audit.Outcome.MINOR_FAILURE,
@@ -304,6 +315,10 @@ def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: So
     return dataclasses.replace(result, outcome=Outcome.CONFLICT, reason=reason)
 
 
+def _source_label(source: Source) -> str:
+    return source.ae_title or source.user or source.kind
+
+
 def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage) -> StoreResult:
     try:
         with transaction.atomic():
@@ -314,7 +329,7 @@ def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: So
         # again against what it stored. The rolled-back transaction may have
         # created the cached series.
         index.forget_series(str(record.series["series_instance_uid"]))
-        outcome = _compare_with_stored(record, str(file_fields["dataset_sha256"]), source)
+        outcome = _compare_with_stored(record, str(file_fields["dataset_sha256"]), source, storage=storage, candidate=[storage.path(str(file_fields["storage_key"])).read_bytes()])
         if outcome is None:
             with transaction.atomic():
                 replaced_key = _write_rows(record, file_fields, source)
@@ -332,7 +347,7 @@ def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: So
 def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: Source) -> str | None:
     """Insert or replace the instance row; return the storage key it replaced, if any."""
     series = index.series_for(record)
-    if index.stored_digest(record.sop_instance_uid) is None:
+    if index.stored_file(record.sop_instance_uid) is None:
         index.insert_instance(series, {**record.instance, **file_fields})
         return None
 
@@ -343,7 +358,7 @@ def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: 
     for name, value in {**record.instance, **file_fields}.items():
         setattr(existing, name, value)
     existing.save()
-    logger.warning("duplicate SOP instance replaced sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, source.ae_title or source.kind)
+    logger.warning("duplicate SOP instance replaced sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, _source_label(source))
     audit.record_event(
         action=audit.Action.DUPLICATE_REPLACED,
         outcome=audit.Outcome.SUCCESS,

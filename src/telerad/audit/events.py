@@ -23,6 +23,7 @@ class Action(enum.StrEnum):
     INSTANCES_STORED = "instances-stored"
     ASSOCIATION_REJECTED = "association-rejected"
     QUERY = "query"
+    PATIENT_UPDATED = "patient-updated"
     DUPLICATE_REJECTED = "duplicate-rejected"
     DUPLICATE_REPLACED = "duplicate-replaced"
     IMPORT = "import"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,33 +32,50 @@ def prepare_sample_variants(target: Path) -> list[Path]:
     derived from its file name, and a series description naming its transfer
     syntax. Samples whose UIDs are unique are imported as they are.
     """
-    from pydicom import dcmread
-    from pydicom.errors import InvalidDicomError
-
     from telerad.archive.importer import sample_image_paths
 
     target.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     paths: list[Path] = []
-    for path in sample_image_paths():
-        try:
-            dataset = dcmread(path, force=True)
-            sop_instance_uid = str(dataset.get("SOPInstanceUID", ""))
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            # Broken samples go to the import as they are, which rejects them with a reason.
-            paths.append(path)
-            continue
-        if not sop_instance_uid or sop_instance_uid not in seen or "TransferSyntaxUID" not in dataset.file_meta:
-            seen.add(sop_instance_uid)
-            paths.append(path)
-            continue
-        paths.append(_write_variant(dataset, path, target))
+    # Some samples are broken on purpose; the import reports them, so
+    # pydicom's warnings while reading them here would only repeat that.
+    pydicom_logger = logging.getLogger("pydicom")
+    previous_level = pydicom_logger.level
+    pydicom_logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for path in sample_image_paths():
+                paths.append(_sample_or_variant(path, target, seen))
+    finally:
+        pydicom_logger.setLevel(previous_level)
     return paths
 
 
-def _write_variant(dataset: Any, path: Path, target: Path) -> Path:
-    from pydicom.uid import generate_uid
+def _sample_or_variant(path: Path, target: Path, seen: set[str]) -> Path:
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
 
+    try:
+        dataset = dcmread(path, force=True)
+        sop_instance_uid = str(dataset.get("SOPInstanceUID", ""))
+    except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError):
+        # Broken samples go to the import as they are, which rejects them with a reason.
+        return path
+    if not sop_instance_uid or sop_instance_uid not in seen:
+        seen.add(sop_instance_uid)
+        return path
+    return _write_variant(dataset, path, target)
+
+
+def _write_variant(dataset: Any, path: Path, target: Path) -> Path:
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+    if "TransferSyntaxUID" not in dataset.file_meta:
+        # A dataset stored without file meta: name the encoding it was read in.
+        implicit_vr, little_endian = dataset.original_encoding
+        dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit_vr else (ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian)
+        dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     transfer_syntax = dataset.file_meta.TransferSyntaxUID
     dataset.SOPInstanceUID = generate_uid(entropy_srcs=["sop", path.name])
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID

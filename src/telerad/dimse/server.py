@@ -47,6 +47,7 @@ ERROR_COMMENT_LENGTH = 64
 REJECT_PERMANENT = 0x01
 REJECT_SOURCE_SERVICE_USER = 0x01
 REJECT_CALLING_AE_NOT_RECOGNISED = 0x03
+REJECT_CALLED_AE_NOT_RECOGNISED = 0x07
 
 
 @dataclasses.dataclass
@@ -114,39 +115,53 @@ def start(*, block: bool) -> Any:
         try:
             threading.Event().wait()
         finally:
-            server.shutdown()
+            stop(server)
     return server
+
+
+def stop(server: Any) -> None:
+    server.shutdown()
+    logger.info("DICOM listener stopped ae_title=%s", settings.TELERAD.ae_title)
 
 
 def _on_requested(event: Any) -> None:
     assoc = event.assoc
     calling = assoc.requestor.primitive.calling_ae_title.strip()
+    called = assoc.requestor.primitive.called_ae_title.strip()
     address = assoc.requestor.address
     # Accepted sockets inherit TCP_NODELAY on Linux, but not on every platform.
     assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    close_old_connections()
-    decision = check_association(calling, address, accept_any=settings.TELERAD.accept_any_ae)
-    if decision.allowed:
-        stats = AssociationStats(calling, address)
-        # An AE accepted without a registration came in under accept_any_ae and may use every service.
-        if decision.remote_ae is not None:
-            stats.allow_store = decision.remote_ae.allow_store
-            stats.allow_find = decision.remote_ae.allow_find
-        assoc.telerad_stats = stats
+    if called != settings.TELERAD.ae_title:
+        _reject(assoc, calling, address, f"called AE title {called!r} is not {settings.TELERAD.ae_title!r}", REJECT_CALLED_AE_NOT_RECOGNISED)
         return
 
-    logger.warning("association rejected calling_ae=%s address=%s reason=%s", calling, address, decision.reason)
+    close_old_connections()
+    decision = check_association(calling, address, accept_any=settings.TELERAD.accept_any_ae)
+    if not decision.allowed:
+        _reject(assoc, calling, address, decision.reason, REJECT_CALLING_AE_NOT_RECOGNISED)
+        return
+
+    stats = AssociationStats(calling, address)
+    # An AE accepted without a registration came in under accept_any_ae and may use every service.
+    if decision.remote_ae is not None:
+        stats.allow_store = decision.remote_ae.allow_store
+        stats.allow_find = decision.remote_ae.allow_find
+    assoc.telerad_stats = stats
+
+
+def _reject(assoc: Any, calling: str, address: str, reason: str, diagnostic: int) -> None:
+    logger.warning("association rejected calling_ae=%s address=%s reason=%s", calling, address, reason)
     audit.record_event(
         action=audit.Action.ASSOCIATION_REJECTED,
         outcome=audit.Outcome.MINOR_FAILURE,
         user=calling,
         address=address,
-        detail=decision.reason,
+        detail=reason,
     )
     connection.close()
-    # PS3.8 9.3.4: permanent rejection by the service user, calling AE title not recognised.
-    assoc.acse.send_reject(REJECT_PERMANENT, REJECT_SOURCE_SERVICE_USER, REJECT_CALLING_AE_NOT_RECOGNISED)
+    # PS3.8 9.3.4: a permanent rejection by the service user.
+    assoc.acse.send_reject(REJECT_PERMANENT, REJECT_SOURCE_SERVICE_USER, diagnostic)
     assoc.is_rejected = True
     assoc.kill()
 

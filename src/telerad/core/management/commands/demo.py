@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.core import runtime
-from telerad.core.demo import DEMO_ACCOUNTS, login_lines, prepare_sample_variants
+from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants
 
 
 class Command(BaseCommand):
@@ -30,7 +30,6 @@ class Command(BaseCommand):
         self._create_accounts()
         if not options["no_images"]:
             self._import_samples()
-        self._print_logins()
 
     def _create_accounts(self) -> None:
         users = get_user_model()
@@ -51,6 +50,3 @@ class Command(BaseCommand):
             # The import exits 1 when it rejected files, which the sample set does on purpose.
             if exc.code not in (0, 1, None):
                 raise
-
-    def _print_logins(self) -> None:
-        self.stdout.write("\n".join(login_lines()))

@@ -28,4 +28,4 @@ class Command(BaseCommand):
         try:
             runtime.web_server().run()
         finally:
-            listener.shutdown()
+            dicom_server.stop(listener)
