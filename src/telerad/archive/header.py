@@ -137,7 +137,7 @@ _VR_TEXT = {vr: vr.decode("ascii") for vr in KNOWN_VRS}
 def scan(buffer: bytes, start: int, encoding: Encoding, wanted: Iterable[int]) -> dict[int, RawValue]:
     """Walk every element of the dataset that begins at `start` and return the raw values of the `wanted` top-level tags.
 
-    `buffer` is bytes or an mmap, so that slices are bytes without a copy through memoryview.
+    `buffer` is bytes, an mmap or a memoryview of the whole encoded data.
     Raises MalformedDataset when an element header is invalid or a value runs past the end.
     """
     if encoding.implicit_vr:
@@ -156,7 +156,7 @@ def scan(buffer: bytes, start: int, encoding: Encoding, wanted: Iterable[int]) -
     while size - position >= 8:
         group, element = tag_struct.unpack_from(buffer, position)
         tag = (group << 16) | element
-        vr_bytes = buffer[position + 4:position + 6]
+        vr_bytes = bytes(buffer[position + 4:position + 6])
         if vr_bytes in LONG_LENGTH_VRS or group == 0xFFFE or vr_bytes not in KNOWN_VRS:
             # Long-form and unusual headers take the general path.
             tag, vr, length, value_position = _element_header(buffer, position, encoding)
@@ -205,7 +205,7 @@ def _scan_generic(buffer: bytes, start: int, encoding: Encoding, wanted_tags: fr
 
 def _check_trailing(buffer: bytes, position: int) -> None:
     # Trailing zero padding shorter than an element header is tolerated.
-    rest = buffer[position:]
+    rest = bytes(buffer[position:])
     if rest.strip(b"\x00"):
         raise MalformedDataset(f"{len(rest)} stray bytes after the last element: data truncated or corrupt")
 
@@ -288,7 +288,7 @@ def guess_transfer_syntax(buffer: bytes) -> str | None:
         return None
     little_group = struct.unpack_from("<H", buffer, 0)[0]
     big_group = struct.unpack_from(">H", buffer, 0)[0]
-    explicit = buffer[4:6] in KNOWN_VRS
+    explicit = bytes(buffer[4:6]) in KNOWN_VRS
     if little_group in range(0x0002, 0x0030):
         return "1.2.840.10008.1.2.1" if explicit else ImplicitVRLittleEndian
     if big_group in range(0x0002, 0x0030) and explicit:
