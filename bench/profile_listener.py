@@ -6,11 +6,14 @@ the functions of each step, sends the study of ``bench/ingest.py`` with one
 instance. With ``--cprofile FILE`` it also profiles every thread of the
 listener with cProfile (which slows pure-Python code several times over, so
 take the step times from a run without it) and prints the top functions.
+With ``--bare`` it measures the floor instead: a pynetdicom Storage SCP that
+only makes each received file durable (fdatasync, rename into a folder, fsync
+of the folder), with the same chunked receive that telerad uses.
 
 The timers replace module attributes of telerad and pynetdicom at run time;
 nothing on disk changes.
 
-Usage: .venv/bin/python bench/profile_listener.py [--instances 500] [--database URL] [--cprofile FILE]
+Usage: .venv/bin/python bench/profile_listener.py [--instances 500] [--database URL] [--cprofile FILE | --bare]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import argparse
 import cProfile
 import os
 import pstats
+import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -65,7 +70,7 @@ STEPS: list[tuple[str, str]] = [
     ("pdu", "pynetdicom: read a PDU from the socket and decode it (DUL thread)"),
     ("dimse decode", "pynetdicom: assemble the DIMSE message, write the dataset to a temporary file"),
     ("handler", "telerad's C-STORE handler, all of it"),
-    ("  file meta", "  build the file meta group with pydicom (file_meta_prefix)"),
+    ("  file meta", "  build the file meta group (file_meta_prefix)"),
     ("  header scan", "  walk the element headers (header.scan)"),
     ("  decode", "  decode and check the index attributes (build_record)"),
     ("  sha256", "  SHA-256 of the dataset"),
@@ -141,6 +146,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="folder of the generated study (default: the one bench/ingest.py uses)")
     parser.add_argument("--database", default="sqlite", help="sqlite (default) or a PostgreSQL server URL, as for bench/ingest.py")
     parser.add_argument("--cprofile", type=Path, help="also profile every listener thread and write the merged statistics to this file")
+    parser.add_argument("--bare", action="store_true", help="measure a pynetdicom receiver that only stores files durably, without telerad")
     return parser.parse_args(argv)
 
 
@@ -149,11 +155,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_folder = arguments.data_dir or Path(tempfile.gettempdir()) / f"telerad-bench-ct{arguments.instances}-seed{arguments.seed}"
     study = common.build_ct_study(data_folder, instances=arguments.instances, seed=arguments.seed)
     work = common.new_work_folder("telerad-bench-profile-")
-    postgres = None if arguments.database == "sqlite" else common.PostgresServer(arguments.database)
-    if postgres is None:
-        return profile_once(arguments, study, work, None)
-    with postgres.fresh_database() as database_url:
-        return profile_once(arguments, study, work, database_url)
+    try:
+        if arguments.bare:
+            return receive_bare(study, work)
+        postgres = None if arguments.database == "sqlite" else common.PostgresServer(arguments.database)
+        if postgres is None:
+            return profile_once(arguments, study, work, None)
+        with postgres.fresh_database() as database_url:
+            return profile_once(arguments, study, work, database_url)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def receive_bare(study: common.StudyFiles, work: Path) -> int:
+    """Receive the study with a pynetdicom Storage SCP that only makes each file durable, and print its rate."""
+    from pydicom.uid import AllTransferSyntaxes
+    from pynetdicom import AE, _config, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    # pynetdicom writes each dataset to a temporary file, which must be on
+    # the file system of the target folder for the rename.
+    tempfile.tempdir = str(work)
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    folder = work / "received"
+    folder.mkdir()
+
+    def store(event: Any) -> int:
+        received = Path(event.dataset_path)
+        with received.open("rb") as handle:
+            os.fdatasync(handle.fileno())
+        os.rename(received, folder / f"{event.request.AffectedSOPInstanceUID}.dcm")
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        return 0x0000
+
+    ae = AE(ae_title="BARE")
+    ae.maximum_pdu_size = 4 * 1024 * 1024
+    ae.add_supported_context(CTImageStorage, [str(uid) for uid in AllTransferSyntaxes])
+    port = common.free_port()
+    running = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    running.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sent = common.send_with_storescu([study.paths], port=port, called_ae_title="BARE", log_folder=work / "storescu")
+    finally:
+        running.shutdown()
+
+    received = sum(1 for _ in folder.iterdir())
+    problems = list(sent.failures) + ([] if received == study.count else [f"{received} files received, {study.count} sent"])
+    print(f"bare pynetdicom receiver: {study.count} instances over one association in {sent.seconds:.2f} s: "
+          f"{study.count / sent.seconds:.1f} instances/s, {sent.seconds * 1000 / study.count:.2f} ms per instance")
+    for problem in problems:
+        print(f"FAILED {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def profile_once(arguments: argparse.Namespace, study: common.StudyFiles, work: Path, database_url: str | None) -> int:
