@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
+from html.parser import HTMLParser
 
 import pydicom
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.staticfiles import finders
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -83,6 +86,34 @@ def search(client: Client, **fields: str) -> list[str]:
     response = client.get(LIST_URL, fields)
     assert response.status_code == 200
     return listed_uids(response)
+
+
+class _IdCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.described_by: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"])
+        if values.get("aria-describedby") and values.get("name"):
+            self.described_by[values["name"]] = values["aria-describedby"].split()
+
+
+def parse_ids(response) -> _IdCollector:
+    """Collect the page's element ids and, per form input, the ids its aria-describedby refers to."""
+    collector = _IdCollector()
+    collector.feed(response.content.decode())
+    return collector
+
+
+def element_text(response, element_id: str) -> str:
+    """Return the text inside the element with `element_id`, tags removed and whitespace collapsed."""
+    match = re.search(rf'<(\w+)[^>]* id="{element_id}"[^>]*>(.*?)</\1>', response.content.decode(), re.DOTALL)
+    assert match, f"no element with id {element_id}"
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(2)).split())
 
 
 # Access
@@ -300,7 +331,70 @@ def test_reversed_date_range_shows_error(user_client, store):
 
     assert response.status_code == 200
     assert response.context["page"] is None
-    assert "The start date is after the end date." in response.content.decode()
+    assert response.context["form"].errors["study_date_from"] == ["The start date is after the end date. Swap the two dates."]
+    assert element_text(response, "id_study_date_from_error") == "The start date is after the end date. Swap the two dates."
+    assert 'aria-invalid="true"' in response.content.decode()
+    assert parse_ids(response).described_by["study_date_from"] == ["id_study_date_from_error"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_name"),
+    [
+        ({"study_date_from": "2005-01-01", "study_date_to": "2004-01-01"}, "study_date_from"),
+        ({"study_date_from": "2004-13-45"}, "study_date_from"),
+        ({"study_date_to": "yesterday"}, "study_date_to"),
+        ({"accession_number": "1" * 17}, "accession_number"),
+    ],
+)
+def test_field_error_ids_exist(user_client, db, fields, field_name):
+    response = user_client.get(LIST_URL, fields)
+    page = parse_ids(response)
+
+    described_by = page.described_by[field_name]
+    assert f"id_{field_name}_error" in described_by
+    for element_id in described_by:
+        assert element_id in page.ids, f"aria-describedby of {field_name} names missing id {element_id}"
+
+
+def test_search_without_match_says_so(user_client, store):
+    store(CT)
+
+    response = user_client.get(LIST_URL, {"patient_id": "NO-SUCH-ID"})
+    content = response.content.decode()
+
+    assert response.status_code == 200
+    assert listed_uids(response) == []
+    assert "0 studies" in content
+    assert "No studies match this search." in content
+    assert "No studies are stored yet." not in content
+    assert "<table" not in content
+
+
+def test_empty_archive_says_nothing_stored(user_client, db):
+    response = user_client.get(LIST_URL)
+    content = response.content.decode()
+
+    assert response.status_code == 200
+    assert "0 studies" in content
+    assert "No studies are stored yet." in content
+    assert "No studies match this search." not in content
+
+
+def test_empty_archive_with_blank_form(user_client, db):
+    blank_form = {"patient_name": "", "patient_id": "", "accession_number": "", "study_date_from": "", "study_date_to": ""}
+
+    content = user_client.get(LIST_URL, blank_form).content.decode()
+
+    assert "No studies are stored yet." in content
+    assert "No studies match this search." not in content
+
+
+def test_empty_archive_with_search(user_client, db):
+    content = user_client.get(LIST_URL, {"patient_name": "Buc"}).content.decode()
+
+    assert "0 studies" in content
+    assert "No studies match this search." in content
+    assert "No studies are stored yet." not in content
 
 
 def test_combined_fields_all_apply(user_client, store):
@@ -393,11 +487,70 @@ def test_study_page_shows_multiframe_and_file_size(user_client, store, sample_fi
     assert f"{size / 1024:.1f}\xa0KB" in content
 
 
+def test_series_heading_with_description(user_client, store_copy):
+    study = store_copy(MR, SeriesDescription="Chest PA")
+    series = study.series.get()
+
+    response = user_client.get(reverse("archive:study-detail", args=[study.pk]))
+
+    assert element_text(response, f"series-{series.pk}-heading") == "Series 1 (MR): Chest PA"
+
+
+def test_series_heading_without_description(user_client, store):
+    study = store(MR)
+    series = study.series.get()
+
+    response = user_client.get(reverse("archive:study-detail", args=[study.pk]))
+
+    assert element_text(response, f"series-{series.pk}-heading") == "Series 1 (MR)"
+
+
 def test_unknown_study_gives_404(user_client, db):
     response = user_client.get(reverse("archive:study-detail", args=[999999]))
 
     assert response.status_code == 404
     assert not AuditEvent.objects.filter(action=Action.STUDY_VIEWED).exists()
+
+
+def test_unknown_study_shows_404_page(user_client, db):
+    response = user_client.get(reverse("archive:study-detail", args=[999999]))
+    content = response.content.decode()
+
+    assert response.status_code == 404
+    assert [template.name for template in response.templates][:2] == ["404.html", "base.html"]
+    assert "<h1>Page not found</h1>" in content
+    assert f'href="{LIST_URL}"' in content
+    # Django's message for get_object_or_404 names the model.
+    assert "No Study matches" not in content
+    assert "999999" not in content
+
+
+def test_unknown_address_shows_404_page(client, db):
+    response = client.get("/no-such-page/")
+    content = response.content.decode()
+
+    assert response.status_code == 404
+    assert "<h1>Page not found</h1>" in content
+    assert "no-such-page" not in content
+    assert "Log out" not in content
+
+
+# Layout
+
+
+def test_base_layout_links_svg_favicon(user_client, db):
+    content = user_client.get(LIST_URL).content.decode()
+
+    assert '<link rel="icon" href="/static/core/favicon.svg" type="image/svg+xml">' in content
+    assert finders.find("core/favicon.svg") is not None
+
+
+def test_list_abbreviated_heading_keeps_full_name(user_client, store):
+    store(CT)
+
+    content = user_client.get(LIST_URL).content.decode()
+
+    assert '<abbr title="Instances" aria-hidden="true">Inst.</abbr><span class="visually-hidden">Instances</span>' in content
 
 
 # Audit

@@ -130,8 +130,14 @@ class StudySearchForm(forms.Form):
         cleaned = super().clean()
         start, end = cleaned.get("study_date_from"), cleaned.get("study_date_to")
         if start and end and start > end:
-            raise forms.ValidationError(_("The start date is after the end date. Swap the two dates."))
+            # Attached to the start date, so that the message appears beside the
+            # date fields and the input is marked invalid for screen readers.
+            self.add_error("study_date_from", _("The start date is after the end date. Swap the two dates."))
         return cleaned
+
+    def has_criteria(self) -> bool:
+        """Return whether any search field is filled in. Call it only on a valid form."""
+        return any(value not in (None, "") for value in self.cleaned_data.values())
 
     def filter(self, studies: QuerySet[Study]) -> QuerySet[Study]:
         """Narrow `studies` to those that match every field filled in. Call it only on a valid form."""
@@ -195,7 +201,14 @@ def study_list(request: HttpRequest) -> HttpResponse:
     detail = form.audit_detail(page.number) if form.is_bound else f"page={page.number}"
     _record_view(request, audit.Action.STUDY_LIST_VIEWED, detail=detail)
     page_range = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
-    return render(request, "archive/study_list.html", {"form": form, "page": page, "page_range": page_range})
+    context = {
+        "form": form,
+        "page": page,
+        "page_range": page_range,
+        # An empty list reads "no studies are stored" unless a search narrowed it.
+        "searching": form.is_bound and form.has_criteria(),
+    }
+    return render(request, "archive/study_list.html", context)
 
 
 def study_detail(request: HttpRequest, study_pk: int) -> HttpResponse:
