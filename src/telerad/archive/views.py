@@ -10,12 +10,13 @@ from typing import Any
 
 from django import forms
 from django.core.paginator import Page, Paginator
-from django.db.models import F, Lookup, Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.translation import gettext_lazy as _
 
 from telerad.archive.models import Instance, Patient, Series, Study
+from telerad.archive.query import WildcardMatch
 from telerad.archive.names import fold
 from telerad.audit import events as audit
 
@@ -33,40 +34,6 @@ LONG_STRING_MAX_LENGTH = 64
 SHORT_STRING_MAX_LENGTH = 16
 
 
-class DicomWildcard(Lookup):
-    """Match a text column against a pattern in which ``*`` is any run of characters and ``?`` one character.
-
-    PS3.4 C.2.2.2.4: wildcard matching. Every other character matches itself,
-    with case, on both databases.
-    """
-
-    lookup_name = "dicom_wildcard"
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
-        rhs_sql, rhs_params = self.process_rhs(compiler, connection)
-        params = [*lhs_params, *(_like_pattern(str(value)) for value in rhs_params)]
-        return f"{lhs_sql} LIKE {rhs_sql} ESCAPE '\\'", params
-
-    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        # SQLite's LIKE ignores the case of ASCII letters. GLOB keeps it, and
-        # can use an index for a pattern with a literal prefix.
-        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
-        rhs_sql, rhs_params = self.process_rhs(compiler, connection)
-        params = [*lhs_params, *(_glob_pattern(str(value)) for value in rhs_params)]
-        return f"{lhs_sql} GLOB {rhs_sql}", params
-
-
-def _like_pattern(pattern: str) -> str:
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-def _glob_pattern(pattern: str) -> str:
-    # In GLOB, "[" opens a character class, so a literal "[" is written "[[]".
-    return pattern.replace("[", "[[]")
-
-
 def _has_wildcard(text: str) -> bool:
     return "*" in text or "?" in text
 
@@ -74,7 +41,7 @@ def _has_wildcard(text: str) -> bool:
 def _text_condition(field: str, text: str) -> Q:
     """Match `text` exactly (single value matching, PS3.4 C.2.2.2.1), or as a pattern when it has a wildcard."""
     if _has_wildcard(text):
-        return Q(DicomWildcard(F(field), text))
+        return Q(WildcardMatch(F(field), text))
     return Q(**{field: text})
 
 
@@ -86,9 +53,9 @@ def _name_condition(text: str) -> Q:
     """
     folded = fold("^".join(part.strip() for part in text.split(",")))
     pattern = folded if folded.endswith("*") else folded + "*"
-    condition = Q(DicomWildcard(F("patient_name_folded"), pattern))
+    condition = Q(WildcardMatch(F("patient_name_folded"), pattern))
     for separator in NAME_WORD_SEPARATORS:
-        condition |= Q(DicomWildcard(F("patient_name_folded"), f"*{separator}{pattern}"))
+        condition |= Q(WildcardMatch(F("patient_name_folded"), f"*{separator}{pattern}"))
     return condition
 
 
