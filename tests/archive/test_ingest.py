@@ -294,3 +294,29 @@ def test_new_study_updates_patient_name(sample_file, storage, tmp_path):
     assert patient.patient_name == "Corrected^Name"
     assert patient.patient_name_folded == "corrected^name"
     assert AuditEvent.objects.filter(action="patient-updated").count() == 1
+
+
+def test_parallel_stores_of_one_new_study(sample_file, storage, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    files = []
+    for number in range(12):
+        ds.SOPInstanceUID = generate_uid()
+        files.append(encoded(ds, tmp_path, f"{number}.dcm"))
+
+    def store(data: bytes) -> ingest.Outcome:
+        try:
+            return ingest.store_file(data, source=IMPORT, storage=storage).outcome
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(store, files, timeout=120))
+
+    assert outcomes == [ingest.Outcome.STORED] * 12
+    assert Study.objects.get().number_of_study_related_instances == 12
+    assert Series.objects.get().number_of_series_related_instances == 12

@@ -225,13 +225,18 @@ def _store(
     key = storage_key(record.sop_instance_uid, dataset_sha256)
     chunks: list[bytes | memoryview] = [memoryview(buffer)] if meta_prefix is None else [meta_prefix, memoryview(buffer)[dataset_offset:]]
     stored_offset = dataset_offset if meta_prefix is None else len(meta_prefix)
-    existing = _compare_with_stored(record, dataset_sha256, source, storage=storage, candidate=chunks)
-    if existing is not None:
-        if existing.outcome is Outcome.ALREADY_PRESENT:
-            _restore_if_missing(record, storage, key, chunks, stored_offset, dataset_sha256)
-        return existing
-
-    file_size = storage.write(key, chunks)
+    try:
+        existing = _compare_with_stored(record, dataset_sha256, source, storage=storage, candidate=chunks)
+        if existing is not None:
+            if existing.outcome is Outcome.ALREADY_PRESENT:
+                _restore_if_missing(record, storage, key, chunks, stored_offset, dataset_sha256)
+            return existing
+        file_size = storage.write(key, chunks)
+    finally:
+        # The chunks are views of the caller's buffer (often an mmap). A
+        # traceback kept by a database error further down holds this frame,
+        # and a live view would keep the caller from closing its buffer.
+        chunks.clear()
     file_fields = {
         "storage_key": key,
         "file_size": file_size,
