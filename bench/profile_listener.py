@@ -68,7 +68,7 @@ class StepTimers:
 # parts of the step above them.
 STEPS: list[tuple[str, str]] = [
     ("pdu", "pynetdicom: read a PDU from the socket and decode it (DUL thread)"),
-    ("dimse decode", "pynetdicom: assemble the DIMSE message, write the dataset to a temporary file"),
+    ("dimse decode", "pynetdicom: assemble the DIMSE message from the PDUs, in memory or in a temporary file"),
     ("handler", "telerad's C-STORE handler, all of it"),
     ("  file meta", "  build the file meta group (file_meta_prefix)"),
     ("  header scan", "  walk the element headers (header.scan)"),
