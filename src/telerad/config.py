@@ -31,7 +31,7 @@ AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 
 
 class DuplicatePolicy(enum.StrEnum):
-    """What happens when a SOP Instance UID arrives again with different content."""
+    """The rule for a SOP Instance UID that arrives again with different content."""
 
     KEEP_FIRST = "keep-first"
     OVERWRITE = "overwrite"

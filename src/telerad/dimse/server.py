@@ -1,9 +1,9 @@
-"""telerad's DICOM listener: Verification and Storage SCP on pynetdicom.
+"""telerad's DICOM listener: Verification, Storage and Query (C-FIND) SCP on pynetdicom.
 
-Each association runs in its own pynetdicom thread. Received datasets are
-written by pynetdicom straight to a temporary file (chunked receive), so a
-large image never sits whole in memory; the handler maps that file, scans its
-header and hands it to :mod:`telerad.archive.ingest`.
+Each association runs in its own pynetdicom thread. pynetdicom collects each
+received dataset in memory, and the C-STORE handler passes a view of those
+bytes to :mod:`telerad.archive.ingest`, which answers only once the file is
+durable and the index committed.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def build_application_entity() -> AE:
     # Datasets are received into memory. pynetdicom's alternative, a
     # temporary file per dataset, cost about 3 ms more CPU per instance (it
     # builds file meta with pydicom) on a 2-core machine.
-    # NOTE: an association therefore holds its largest instance in memory
-    # once; multi-gigabyte instances (whole-slide images) need the file mode.
+    # NOTE: each association keeps its largest instance in memory once, so
+    # multi-gigabyte instances (whole-slide images) will need the file mode.
     _config.STORE_RECV_CHUNKED_DATASET = False
     # pynetdicom builds pydicom UIDs and datasets for every DIMSE message, and
     # pydicom's value validation of those costs more CPU than telerad's whole
