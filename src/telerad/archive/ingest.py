@@ -16,6 +16,7 @@ import hashlib
 import logging
 import struct
 from functools import lru_cache
+from typing import Literal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from pydicom.uid import AllTransferSyntaxes
@@ -227,7 +228,7 @@ def _store(
     stored_offset = dataset_offset if meta_prefix is None else len(meta_prefix)
     try:
         existing = _compare_with_stored(record, dataset_sha256, source, storage=storage, candidate=chunks)
-        if existing is not None:
+        if isinstance(existing, StoreResult):
             if existing.outcome is Outcome.ALREADY_PRESENT:
                 _restore_if_missing(record, storage, key, chunks, stored_offset, dataset_sha256)
             return existing
@@ -247,7 +248,7 @@ def _store(
         "source_address": source.address[:64],
     }
     try:
-        return _index(record, file_fields, source=source, storage=storage)
+        return _index(record, file_fields, source=source, storage=storage, replace=existing == "replace")
     except Rejected as exc:
         _discard_unreferenced(storage, key)
         return _rejected(str(exc), sop_instance_uid=record.sop_instance_uid)
@@ -290,14 +291,14 @@ def _require_request_uids(record: InstanceRecord, sop_class_uid: str, sop_instan
         raise Rejected(f"the dataset's SOPClassUID {record.instance['sop_class_uid']} differs from the request's {sop_class_uid}", sop_class_mismatch=True)
 
 
-def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source, *, storage: FileStorage, candidate: list[bytes | memoryview]) -> StoreResult | None:
-    """Return the outcome for a SOP Instance UID that is already stored, or None to go on storing.
+def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source, *, storage: FileStorage, candidate: list[bytes | memoryview]) -> StoreResult | Literal["new", "replace"]:
+    """Return the outcome for a SOP Instance UID that is already stored, or how to go on storing it.
 
     `candidate` is the Part 10 file that would be stored, in chunks.
     """
     stored = index.stored_file(record.sop_instance_uid)
     if stored is None:
-        return None
+        return "new"
     result = _result(Outcome.ALREADY_PRESENT, record)
     if stored.dataset_sha256 == dataset_sha256:
         return result
@@ -305,7 +306,7 @@ def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: So
         logger.info("identical instance in another encoding ignored sop_instance_uid=%s source=%s", record.sop_instance_uid, _source_label(source))
         return result
     if settings.TELERAD.duplicate_policy == DuplicatePolicy.OVERWRITE:
-        return None
+        return "replace"
     reason = "an instance with this SOP Instance UID but other content is already stored; the duplicate policy keeps the first"
     logger.warning("duplicate SOP instance rejected sop_instance_uid=%s study_instance_uid=%s source=%s", record.sop_instance_uid, record.study_instance_uid, _source_label(source))
     audit.record_event(
@@ -324,10 +325,10 @@ def _source_label(source: Source) -> str:
     return source.ae_title or source.user or source.kind
 
 
-def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage) -> StoreResult:
+def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage, replace: bool) -> StoreResult:
     try:
         with transaction.atomic():
-            replaced_key = _write_rows(record, file_fields, source)
+            replaced_key = _write_rows(record, file_fields, source, replace=replace)
     except (IntegrityError, index.StaleSeries):
         # Another association stored the same SOP Instance UID between the
         # check and this insert, or created the same study or series; decide
@@ -335,9 +336,9 @@ def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: So
         # created the cached series.
         index.forget_series(str(record.series["series_instance_uid"]))
         outcome = _compare_with_stored(record, str(file_fields["dataset_sha256"]), source, storage=storage, candidate=[storage.path(str(file_fields["storage_key"])).read_bytes()])
-        if outcome is None:
+        if not isinstance(outcome, StoreResult):
             with transaction.atomic():
-                replaced_key = _write_rows(record, file_fields, source)
+                replaced_key = _write_rows(record, file_fields, source, replace=outcome == "replace")
         else:
             _discard_unreferenced(storage, str(file_fields["storage_key"]))
             return outcome
@@ -349,10 +350,14 @@ def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: So
     return _result(Outcome.REPLACED, record)
 
 
-def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: Source) -> str | None:
-    """Insert or replace the instance row; return the storage key it replaced, if any."""
+def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: Source, *, replace: bool) -> str | None:
+    """Insert or replace the instance row; return the storage key it replaced, if any.
+
+    An insert that races with another store of the same SOP Instance UID
+    fails on the unique index, and the caller decides again.
+    """
     series = index.series_for(record)
-    if index.stored_file(record.sop_instance_uid) is None:
+    if not replace:
         index.insert_instance(series, {**record.instance, **file_fields})
         return None
 
