@@ -23,7 +23,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "telerad.core",
-    "telerad.accounts",
     "telerad.audit",
     "telerad.archive",
     "telerad.dimse",
