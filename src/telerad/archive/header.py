@@ -281,8 +281,8 @@ def _tag_text(tag: int) -> str:
 def guess_transfer_syntax(buffer: bytes) -> str | None:
     """Guess the encoding of a dataset stored without file meta information (old ACR-NEMA style files).
 
-    The first element is almost always in group 0008; its byte order tells the
-    endianness, and two letters of a known VR after the tag tell explicit VR.
+    The first element is almost always in group 0008; its byte order gives the
+    endianness, and two letters of a known VR after the tag mean explicit VR.
     """
     if len(buffer) < 8:
         return None

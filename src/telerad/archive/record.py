@@ -233,7 +233,7 @@ def _check_uid(keyword: str, text: str) -> str:
 def _check_date(keyword: str, text: str) -> str:
     if not text:
         return text
-    # ACR-NEMA 2.0 wrote dates as YYYY.MM.DD; PS3.5 6.2 asks readers to accept it.
+    # ACR-NEMA 2.0 wrote dates as YYYY.MM.DD; PS3.5 6.2 recommends that readers accept it.
     compact = text.replace(".", "") if re.match(r"^\d{4}\.\d{2}\.\d{2}$", text) else text
     try:
         valid = len(compact) == 8 and bool(datetime.datetime.strptime(compact, "%Y%m%d"))

@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterable
 # One level of 256 fan-out folders, all made when the storage is first used,
 # so that storing a file syncs one existing directory. A second level made on
 # demand cost 2.4 directory fsyncs per instance while an archive fills.
-# NOTE: at 100 million instances a folder holds about 400,000 files, which
+# NOTE: at 100 million instances a folder contains about 400,000 files, which
 # ext4's hashed directories handle; a deeper layout would be a new key format.
 FAN_OUT_FOLDERS = [f"{number:02x}" for number in range(256)]
 
