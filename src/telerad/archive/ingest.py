@@ -235,7 +235,7 @@ def _store(
         file_size = storage.write(key, chunks)
     finally:
         # The chunks are views of the caller's buffer (often an mmap). A
-        # traceback kept by a database error further down holds this frame,
+        # traceback kept by a database error further down keeps this frame,
         # and a live view would keep the caller from closing its buffer.
         chunks.clear()
     file_fields = {
