@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
@@ -19,35 +19,11 @@ from telerad.archive.models import Instance, Patient, Series, Study
 from telerad.archive.names import fold
 from telerad.archive.templatetags.dicom_format import person_name, uid_name
 from telerad.audit import events as audit
+from telerad.core.admin import ReadOnlyAdmin
 
 
-class IndexAdmin(admin.ModelAdmin):
+class IndexAdmin(ReadOnlyAdmin):
     """Shared behaviour of the index pages: read-only, exact identifier search, audited."""
-
-    # Searches compare whole identifiers, so that they use the indexes on these
-    # columns instead of the full scan that a case-insensitive "contains" needs.
-    exact_search_fields: tuple[str, ...] = ()
-    # The "N total" link of a search costs a count of the whole table on every page.
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-
-        condition = Q()
-        for field in self.exact_search_fields:
-            condition |= Q(**{field: term})
-        return queryset.filter(condition), False
 
     def audit_identifiers(self, obj: Any) -> dict[str, str]:
         """Return the patient ID and study instance UID that `obj` belongs to."""
