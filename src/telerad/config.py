@@ -6,9 +6,9 @@ same name in lower case in the TOML file named by ``TELERAD_CONFIG_FILE``
 wins over the file. Secrets also accept ``TELERAD_<NAME>_FILE``, the path of a
 file that contains the value.
 
-Loading never raises: problems are collected as :class:`ConfigProblem` so that
-``telerad check`` can list them all in plain words, and the servers refuse to
-start while any remain.
+:func:`load` collects problems as :class:`ConfigProblem` instead of raising,
+so that ``telerad check`` can list them all in plain words. The servers and the
+commands that change data refuse to start while any remain.
 """
 
 from __future__ import annotations

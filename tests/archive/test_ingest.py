@@ -80,7 +80,7 @@ def test_identical_copy_is_already_present(sample_file, storage):
     assert Study.objects.get().number_of_study_related_instances == 1
 
 
-def test_same_dataset_with_other_file_meta_is_already_present(sample_file, storage):
+def test_received_copy_of_imported_file_is_present(sample_file, storage):
     data = sample_file("CT_small.dcm").read_bytes()
     ingest.store_file(data, source=IMPORT, storage=storage)
     ds = dcmread(sample_file("CT_small.dcm"))

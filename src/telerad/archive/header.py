@@ -147,7 +147,6 @@ def scan(buffer: bytes, start: int, encoding: Encoding, wanted: Iterable[int]) -
     endian = "<" if encoding.little_endian else ">"
     tag_struct = struct.Struct(endian + "HH")
     short_struct = struct.Struct(endian + "H")
-    long_struct = struct.Struct(endian + "L")
     wanted_tags = frozenset(wanted)
     found: dict[int, RawValue] = {}
     size = len(buffer)

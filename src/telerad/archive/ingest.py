@@ -331,9 +331,9 @@ def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: So
             replaced_key = _write_rows(record, file_fields, source, replace=replace)
     except (IntegrityError, index.StaleSeries):
         # Another association stored the same SOP Instance UID between the
-        # check and this insert, or created the same study or series; decide
-        # again against what it stored. The rolled-back transaction may have
-        # created the cached series.
+        # check and this insert, or it created the same study or series. So
+        # decide again against what it stored, and forget the cached series
+        # because the rolled-back transaction may have created it.
         index.forget_series(str(record.series["series_instance_uid"]))
         outcome = _compare_with_stored(record, str(file_fields["dataset_sha256"]), source, storage=storage, candidate=[storage.path(str(file_fields["storage_key"])).read_bytes()])
         if not isinstance(outcome, StoreResult):

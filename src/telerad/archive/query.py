@@ -7,7 +7,7 @@ PS3.4 C.2.2.2 and returns a :class:`CompiledQuery`, whose queryset contains the
 matching rows of the level and whose :meth:`~CompiledQuery.rows` yields them
 as dicts keyed by keyword.
 
-The index holds the attributes of :data:`~telerad.archive.record.INDEXED_ATTRIBUTES`
+The index contains the attributes of :data:`~telerad.archive.record.INDEXED_ATTRIBUTES`
 and the computed ones of :data:`QUERY_ONLY_ATTRIBUTES`. Any other requested key
 is listed in :attr:`CompiledQuery.empty_keys`, for the caller to return with
 zero length, which PS3.4 allows for optional keys.

@@ -74,7 +74,12 @@ def _write_variant(dataset: Any, path: Path, target: Path) -> Path:
     if "TransferSyntaxUID" not in dataset.file_meta:
         # A dataset stored without file meta: name the encoding it was read in.
         implicit_vr, little_endian = dataset.original_encoding
-        dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit_vr else (ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian)
+        if implicit_vr:
+            dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        elif little_endian:
+            dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        else:
+            dataset.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
         dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     transfer_syntax = dataset.file_meta.TransferSyntaxUID
     dataset.SOPInstanceUID = generate_uid(entropy_srcs=["sop", path.name])

@@ -20,6 +20,7 @@ def ensure_self_signed(certificate_path: Path, private_key_path: Path, host: str
     """Create a self-signed certificate and key for `host` unless both files exist; return True when created."""
     if certificate_path.exists() and private_key_path.exists():
         return False
+
     certificate_path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -27,6 +28,7 @@ def ensure_self_signed(certificate_path: Path, private_key_path: Path, host: str
         names.append(x509.IPAddress(ipaddress.ip_address(host)))
     except ValueError:
         names.append(x509.DNSName(host))
+
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "telerad self-signed")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
@@ -41,6 +43,7 @@ def ensure_self_signed(certificate_path: Path, private_key_path: Path, host: str
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
+
     descriptor = os.open(private_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))

@@ -1,4 +1,4 @@
-"""Which peers may open associations and use which services."""
+"""Access rules for DICOM peers: who may open an association, and from where."""
 
 from __future__ import annotations
 

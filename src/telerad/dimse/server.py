@@ -2,7 +2,7 @@
 
 Each association runs in its own pynetdicom thread. pynetdicom collects each
 received dataset in memory, and the C-STORE handler passes a view of those
-bytes to :mod:`telerad.archive.ingest`, which answers only once the file is
+bytes to :mod:`telerad.archive.ingest`, which returns only once the file is
 durable and the index committed.
 """
 
@@ -26,7 +26,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
 
-from telerad.archive import header, ingest
+from telerad.archive import ingest
 from telerad.audit import events as audit
 from telerad.dimse import find
 from telerad.dimse.access import check_association

@@ -13,9 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import DatabaseError, connection
 from tqdm import tqdm
 
 from telerad.archive import importer, ingest
