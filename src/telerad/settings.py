@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "telerad.audit",
     "telerad.archive",
     "telerad.dimse",
+    "telerad.accounts",
+    "telerad.dicomweb",
 ]
 
 MIDDLEWARE = [
@@ -36,6 +38,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "telerad.accounts.tokens.BearerTokenMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

@@ -12,5 +12,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("studies/", include("telerad.archive.urls")),
+    path("dicom-web/", include("telerad.dicomweb.urls")),
     path("admin/", admin.site.urls),
 ]

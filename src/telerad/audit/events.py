@@ -33,6 +33,9 @@ class Action(enum.StrEnum):
     LOGIN = "login"
     LOGIN_FAILED = "login-failed"
     LOGOUT = "logout"
+    RETRIEVE = "retrieve"
+    TOKEN_CREATED = "token-created"
+    TOKEN_REVOKED = "token-revoked"
 
 
 class Outcome(enum.IntEnum):

@@ -1,0 +1,98 @@
+"""What every DICOMweb endpoint shares: authentication, method checks, errors and audit records.
+
+Endpoints answer errors in plain text naming what was wrong, with the HTTP
+status PS3.18 gives for the case. A request without a valid session or API
+token gets 401 rather than the login page's redirect, since DICOMweb clients
+are programs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+
+from telerad.accounts.tokens import unauthorized
+from telerad.audit import events as audit
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., HttpResponse]
+
+
+class DicomwebError(Exception):
+    """An answer other than success: its HTTP status and a message naming what was wrong."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self) -> HttpResponse:
+        response = HttpResponse(self.message + "\n", status=self.status, content_type="text/plain; charset=utf-8")
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def endpoint(view: View) -> View:
+    """Wrap a DICOMweb view: require an authenticated user and turn DicomwebError into its response."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return unauthorized(_("Sign in, or send an API token as `Authorization: Bearer TOKEN`."))
+        try:
+            return view(request, *args, **kwargs)
+        except DicomwebError as error:
+            return error.response()
+
+    return login_not_required(wrapped)
+
+
+def by_method(**views: View) -> View:
+    """One URL served by a view per HTTP method, as PS3.18 puts search and store on the same resource."""
+    allowed = ", ".join(sorted(views))
+
+    def dispatch(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        view = views.get(request.method or "")
+        if view is None and request.method == "HEAD":
+            view = views.get("GET")
+        if view is None:
+            response = HttpResponse(_("Method %(method)s is not allowed here; use %(allowed)s.") % {"method": request.method, "allowed": allowed} + "\n", status=405, content_type="text/plain; charset=utf-8")
+            response["Allow"] = allowed
+            return response
+        return view(request, *args, **kwargs)
+
+    # Session requests keep Django's CSRF check; token requests are exempt (see BearerTokenMiddleware).
+    return login_not_required(dispatch)
+
+
+def client_address(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def record_access(
+    request: HttpRequest,
+    action: audit.Action,
+    *,
+    patient_id: str = "",
+    study_instance_uid: str = "",
+    detail: str = "",
+    outcome: audit.Outcome = audit.Outcome.SUCCESS,
+) -> None:
+    """Write one audit event for a DICOMweb request, naming the user, their address and the patient and study."""
+    audit.record_event(
+        action=action,
+        outcome=outcome,
+        user=request.user.get_username(),
+        address=client_address(request),
+        patient_id=patient_id,
+        study_instance_uid=study_instance_uid,
+        detail=f"DICOMweb {request.method} {request.path}" + (f": {detail}" if detail else ""),
+    )
