@@ -1,0 +1,140 @@
+"""Accept header negotiation for DICOMweb (PS3.18 8.7).
+
+A client lists media ranges with optional parameters (``type``,
+``transfer-syntax``) and quality values. A resource offers the media types it
+can produce; :func:`choose` picks the offer the client prefers most, or None,
+which the caller answers with 406 Not Acceptable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Mapping
+
+from telerad.dicomweb.http import DicomwebError
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRange:
+    """One element of an Accept header: ``type/subtype;name=value;q=0.5``."""
+
+    type: str
+    subtype: str
+    parameters: Mapping[str, str]
+    quality: float
+
+    @property
+    def media_type(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+    @property
+    def specificity(self) -> int:
+        """Higher for narrower ranges: */* < type/* < type/subtype < type/subtype;params."""
+        if self.type == "*":
+            return 0
+        if self.subtype == "*":
+            return 1
+        return 2 + len(self.parameters)
+
+    def covers(self, media_type: str, parameters: Mapping[str, str] | None = None) -> bool:
+        """Whether this range accepts `media_type` with `parameters`; a parameter the range names must match."""
+        offered_type, _slash, offered_subtype = media_type.lower().partition("/")
+        if self.type != "*" and self.type != offered_type:
+            return False
+        if self.subtype != "*" and self.subtype != offered_subtype:
+            return False
+        offered = {name.lower(): value for name, value in (parameters or {}).items()}
+        for name, value in self.parameters.items():
+            if name not in offered:
+                # A transfer-syntax of "*" accepts whatever the server offers.
+                if name == "transfer-syntax" and value == "*":
+                    continue
+                return False
+            if value != "*" and offered[name].lower() != value.lower():
+                return False
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Offer:
+    """A media type a resource can produce, with the parameters it would carry."""
+
+    media_type: str
+    parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts, current, quoted = [], [], False
+    for character in text:
+        if character == '"':
+            quoted = not quoted
+        if character == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_accept(header: str) -> list[MediaRange]:
+    """Parse an Accept header; raise DicomwebError 400 naming the element that is malformed.
+
+    An empty header means ``*/*``, as RFC 9110 12.5.1 says.
+    """
+    if not header.strip():
+        return [MediaRange("*", "*", {}, 1.0)]
+    ranges = []
+    for element in _split_outside_quotes(header, ","):
+        element = element.strip()
+        if not element:
+            continue
+        media_type, *parameter_texts = _split_outside_quotes(element, ";")
+        main_type, slash, subtype = media_type.strip().lower().partition("/")
+        if not slash or not main_type or not subtype or (main_type == "*" and subtype != "*"):
+            raise DicomwebError(400, f"Accept: {element!r} is not a media range such as application/dicom or */*")
+        parameters: dict[str, str] = {}
+        quality = 1.0
+        for parameter in parameter_texts:
+            name, equals, value = parameter.strip().partition("=")
+            name = name.strip().lower()
+            value = value.strip().strip('"')
+            if not equals or not name:
+                raise DicomwebError(400, f"Accept: parameter {parameter.strip()!r} of {media_type.strip()!r} is not name=value")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = -1.0
+                if not 0.0 <= quality <= 1.0:
+                    raise DicomwebError(400, f"Accept: quality {value!r} of {media_type.strip()!r} is not a number from 0 to 1")
+            else:
+                parameters[name] = value
+        ranges.append(MediaRange(main_type, subtype, parameters, quality))
+    return ranges
+
+
+def choose(header: str, offers: Iterable[Offer]) -> tuple[Offer, MediaRange] | None:
+    """The offer the client prefers, with the range that accepted it; None when no offer is acceptable.
+
+    Each offer takes the quality of the most specific range covering it. Among
+    offers of equal quality the first in the server's order wins, so callers
+    list their default first.
+    """
+    ranges = sorted(parse_accept(header), key=lambda media_range: -media_range.specificity)
+    best: tuple[float, int, Offer, MediaRange] | None = None
+    for position, offer in enumerate(offers):
+        matching = next((media_range for media_range in ranges if media_range.covers(offer.media_type, offer.parameters)), None)
+        if matching is None or matching.quality <= 0.0:
+            continue
+        candidate = (matching.quality, -position, offer, matching)
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    return None if best is None else (best[2], best[3])
+
+
+def not_acceptable(header: str, offers: Iterable[Offer]) -> DicomwebError:
+    listed = ", ".join(
+        offer.media_type + "".join(f"; {name}={value}" for name, value in offer.parameters.items()) for offer in offers
+    )
+    return DicomwebError(406, f"None of the media types in Accept ({header.strip() or '*/*'}) can be produced here; available: {listed}")

@@ -1,0 +1,68 @@
+"""Accept header parsing and choice of media type (PS3.18 8.7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from telerad.dicomweb.accept import Offer, choose, parse_accept
+from telerad.dicomweb.http import DicomwebError
+
+DICOM = Offer("multipart/related", {"type": "application/dicom", "transfer-syntax": "1.2.840.10008.1.2.4.50"})
+DICOM_EXPLICIT = Offer("multipart/related", {"type": "application/dicom", "transfer-syntax": "1.2.840.10008.1.2.1"})
+JPEG = Offer("image/jpeg")
+PNG = Offer("image/png")
+
+
+def test_parse_accept_reads_parameters_and_quality():
+    (media_range,) = parse_accept('multipart/related; type="application/dicom"; transfer-syntax=*; q=0.7')
+
+    assert media_range.media_type == "multipart/related"
+    assert media_range.parameters == {"type": "application/dicom", "transfer-syntax": "*"}
+    assert media_range.quality == 0.7
+
+
+def test_parse_accept_treats_an_empty_header_as_anything():
+    assert choose("", [PNG, JPEG]) == (PNG, parse_accept("*/*")[0])
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [("jpeg", "'jpeg'"), ("*/png", "'*/png'"), ("image/png; q=2", "'2'"), ("image/png; q=high", "'high'"), ("image/png; level", "'level'")],
+)
+def test_parse_accept_names_the_malformed_element(header, named):
+    with pytest.raises(DicomwebError) as raised:
+        parse_accept(header)
+
+    assert raised.value.status == 400
+    assert named in raised.value.message
+
+
+def test_choose_prefers_the_higher_quality():
+    offer, _range = choose("image/jpeg;q=0.5, image/png", [JPEG, PNG])
+
+    assert offer == PNG
+
+
+def test_choose_keeps_the_server_order_on_equal_quality():
+    offer, _range = choose("image/*", [JPEG, PNG])
+
+    assert offer == JPEG
+
+
+def test_choose_matches_the_transfer_syntax_parameter():
+    header = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+
+    offer, _range = choose(header, [DICOM, DICOM_EXPLICIT])
+
+    assert offer == DICOM_EXPLICIT
+
+
+def test_choose_takes_the_most_specific_range_quality():
+    # image/png is refused outright even though image/* would accept it.
+    offer, _range = choose("image/*, image/png;q=0", [PNG, JPEG])
+
+    assert offer == JPEG
+
+
+def test_choose_returns_none_when_nothing_fits():
+    assert choose("application/pdf", [JPEG, PNG]) is None
