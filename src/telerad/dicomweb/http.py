@@ -8,16 +8,19 @@ are programs.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 from typing import Any, Callable
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from telerad.accounts.tokens import unauthorized
 from telerad.audit import events as audit
+from telerad.audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,30 @@ def client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+# Requests a viewer makes while a study is open: metadata, frames, bulk data,
+# rendered images and thumbnails. A viewer fetches hundreds of them per study,
+# so the audit trail records one viewing per user, study and address within
+# VIEWING_WINDOW rather than one event per request.
+VIEWING_SUFFIXES = ("/metadata", "/rendered", "/thumbnail")
+VIEWING_SEGMENTS = ("/frames/", "/bulkdata/")
+VIEWING_WINDOW = datetime.timedelta(minutes=10)
+
+
+def is_viewing_request(path: str) -> bool:
+    return path.endswith(VIEWING_SUFFIXES) or any(segment in path for segment in VIEWING_SEGMENTS)
+
+
+def _viewing_already_recorded(request: HttpRequest, action: audit.Action, study_instance_uid: str) -> bool:
+    return AuditEvent.objects.filter(
+        study_instance_uid=study_instance_uid,
+        action=str(action),
+        user=request.user.get_username(),
+        address=client_address(request),
+        outcome=int(audit.Outcome.SUCCESS),
+        occurred_at__gte=timezone.now() - VIEWING_WINDOW,
+    ).exists()
+
+
 def record_access(
     request: HttpRequest,
     action: audit.Action,
@@ -86,7 +113,19 @@ def record_access(
     detail: str = "",
     outcome: audit.Outcome = audit.Outcome.SUCCESS,
 ) -> None:
-    """Write one audit event for a DICOMweb request, naming the user, their address and the patient and study."""
+    """Write one audit event for a DICOMweb request, naming the user, their address and the patient and study.
+
+    A successful viewing request (see VIEWING_SUFFIXES) for a study that the
+    same user already viewed from the same address within VIEWING_WINDOW adds
+    no event: the first one stands for the whole viewing.
+    """
+    if (
+        outcome == audit.Outcome.SUCCESS
+        and study_instance_uid
+        and is_viewing_request(request.path)
+        and _viewing_already_recorded(request, action, study_instance_uid)
+    ):
+        return
     audit.record_event(
         action=action,
         outcome=outcome,

@@ -1,0 +1,84 @@
+"""What all DICOMweb endpoints share: 401 without credentials, 405 for other methods, one audit event per viewing."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client, RequestFactory
+
+from telerad.audit.events import Action
+from telerad.audit.models import AuditEvent
+from telerad.dicomweb.http import VIEWING_WINDOW, is_viewing_request, record_access
+
+pytestmark = pytest.mark.django_db
+
+STUDY = "1.2.3.4"
+FRAMES = f"/dicom-web/studies/{STUDY}/series/1.2.3.5/instances/1.2.3.6/frames/1"
+
+
+@pytest.fixture
+def reader():
+    return User.objects.create_user("reader", password="a long enough password")
+
+
+def request_by(user, path: str):
+    request = RequestFactory().get(path, REMOTE_ADDR="127.0.0.1")
+    request.user = user
+    return request
+
+
+def test_endpoint_without_credentials_gets_401_not_the_login_page():
+    response = Client().get("/dicom-web/studies")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_by_method_answers_405_with_allow(reader):
+    client = Client()
+    client.force_login(reader)
+
+    response = client.delete("/dicom-web/series")
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    ("path", "viewing"),
+    [
+        (FRAMES, True),
+        (f"/dicom-web/studies/{STUDY}/metadata", True),
+        (f"/dicom-web/studies/{STUDY}/series/1.2.3.5/thumbnail", True),
+        (f"/dicom-web/studies/{STUDY}", False),
+        ("/dicom-web/studies", False),
+    ],
+)
+def test_is_viewing_request_tells_viewer_fetches_from_downloads(path, viewing):
+    assert is_viewing_request(path) is viewing
+
+
+def test_record_access_writes_one_event_per_viewing(reader):
+    for _ in range(3):
+        record_access(request_by(reader, FRAMES), Action.RETRIEVE, patient_id="P1", study_instance_uid=STUDY)
+
+    assert AuditEvent.objects.filter(action=Action.RETRIEVE, study_instance_uid=STUDY).count() == 1
+
+
+def test_record_access_records_a_viewing_again_after_the_window(reader):
+    record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
+    AuditEvent.objects.update(occurred_at=AuditEvent.objects.get().occurred_at - VIEWING_WINDOW - datetime.timedelta(seconds=1))
+
+    record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
+
+    assert AuditEvent.objects.count() == 2
+
+
+def test_record_access_records_every_download(reader):
+    path = f"/dicom-web/studies/{STUDY}"
+    for _ in range(2):
+        record_access(request_by(reader, path), Action.RETRIEVE, study_instance_uid=STUDY)
+
+    assert AuditEvent.objects.count() == 2
