@@ -65,6 +65,9 @@ class Config:
     # round trips through the protocol stack for large images.
     dicom_max_pdu: int = 4 * 1024 * 1024
     dicom_max_associations: int = 20
+    # Largest STOW-RS request body, in MiB. A CT or MR study is often a few
+    # hundred MiB; clients with more split their upload into several requests.
+    dicomweb_max_upload_mb: int = 2048
     demo: bool = False
     log_level: str = "INFO"
     problems: tuple[ConfigProblem, ...] = ()
@@ -89,6 +92,10 @@ class Config:
     @property
     def private_key_path(self) -> Path:
         return self.tls_private_key or self.tls_dir / "telerad.key"
+
+    @property
+    def dicomweb_max_upload_bytes(self) -> int:
+        return self.dicomweb_max_upload_mb * 1024 * 1024
 
     @property
     def uses_sqlite(self) -> bool:
@@ -235,6 +242,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         duplicate_policy=duplicate_policy,
         dicom_max_pdu=reader.integer("dicom_max_pdu", 4 * 1024 * 1024, minimum=4096, maximum=64 * 1024 * 1024),
         dicom_max_associations=reader.integer("dicom_max_associations", 20, minimum=1, maximum=500),
+        dicomweb_max_upload_mb=reader.integer("dicomweb_max_upload_mb", 2048, minimum=1, maximum=1024 * 1024),
         demo=reader.boolean("demo", False),
         log_level=log_level,
     )

@@ -111,3 +111,17 @@ def test_relative_sqlite_path_is_reported(tmp_path):
 
 def test_absolute_sqlite_path_is_accepted(tmp_path):
     assert load(tmp_path, database_url=f"sqlite:///{tmp_path}/other.sqlite3").problems == ()
+
+
+def test_dicomweb_upload_limit_in_mib(tmp_path):
+    assert load(tmp_path).dicomweb_max_upload_mb == 2048
+    assert load(tmp_path, dicomweb_max_upload_mb="5").dicomweb_max_upload_bytes == 5 * 1024 * 1024
+
+
+def test_invalid_dicomweb_upload_limit_is_reported(tmp_path):
+    loaded = load(tmp_path, dicomweb_max_upload_mb="0")
+
+    assert [str(problem) for problem in loaded.problems] == [
+        "TELERAD_DICOMWEB_MAX_UPLOAD_MB: 0 is out of range; use a number from 1 to 1048576"
+    ]
+    assert loaded.dicomweb_max_upload_mb == 2048
