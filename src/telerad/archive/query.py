@@ -167,19 +167,23 @@ class CompiledQuery:
 
     def rows(self, *, limit: int | None = None, offset: int = 0) -> Iterator[dict[str, object]]:
         """Yield each matching row as {keyword: value}, with text as str and IS or US values as int or None."""
+        keywords = list(self.return_paths)
+        for values in self.value_rows(limit=limit, offset=offset):
+            yield dict(zip(keywords, values))
+
+    def value_rows(self, *, limit: int | None = None, offset: int = 0) -> Iterator[tuple[Any, ...]]:
+        """Yield each matching row as a tuple of the values of :attr:`return_paths`, in their order."""
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError("limit and offset must not be negative")
 
         queryset = self.queryset
         if limit is not None or offset:
             queryset = queryset[offset : None if limit is None else offset + limit]
-        keywords = list(self.return_paths)
-        if not keywords:
+        if not self.return_paths:
             for _ in queryset.values_list("pk").iterator(chunk_size=ROWS_PER_FETCH):
-                yield {}
+                yield ()
             return
-        for values in queryset.values_list(*self.return_paths.values()).iterator(chunk_size=ROWS_PER_FETCH):
-            yield dict(zip(keywords, values))
+        yield from queryset.values_list(*self.return_paths.values()).iterator(chunk_size=ROWS_PER_FETCH)
 
 
 def compile_query(

@@ -1,24 +1,488 @@
-"""QIDO-RS: search for studies, series and instances (PS3.18 10.6)."""
+"""QIDO-RS: search for studies, series and instances (PS3.18 10.6).
+
+A search reads its query parameters into a C-FIND style identifier and
+matches it with :mod:`telerad.archive.query`, the engine C-FIND uses, with
+relational matching, so that ``/studies?Modality=CT`` finds studies with a CT
+series. The matching rows become DICOM JSON (PS3.18 Annex F) straight from
+the index values, without building a pydicom Dataset per result.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import json
+import logging
+import re
+import time
+from typing import Any, Callable, Iterable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from telerad.dicomweb.http import DicomwebError, endpoint
+from telerad.archive.query import (
+    LEVEL_TABLES,
+    QUERY_KEYS,
+    TABLES,
+    CompiledQuery,
+    InvalidQuery,
+    Level,
+    compile_query,
+)
+from telerad.audit import events as audit
+from telerad.dicomweb.accept import Offer, choose, not_acceptable
+from telerad.dicomweb.http import DicomwebError, endpoint, record_access
+
+logger = logging.getLogger(__name__)
+
+DICOM_JSON = Offer("application/dicom+json")
+PLAIN_JSON = Offer("application/json")
+# DICOM JSON first: it is the default of PS3.18 8.7.3 for search results.
+OFFERS = (DICOM_JSON, PLAIN_JSON)
+
+# The maximum number of results of one response: the page size when the
+# request gives no limit, and the cap on a larger limit. A deployment may set
+# `qido_max_results` in its configuration.
+DEFAULT_MAX_RESULTS = 1000
+# PS3.18 8.3.4.4 and 10.6.3.3: the warning sent with a page of results when
+# more matches remain.
+MORE_RESULTS_WARNING = "The number of results exceeded the maximum supported by the server. Additional results can be requested."
+UNSUPPORTED_KEYS_WARNING = "The following attributes are not supported for matching and were ignored: {tags}"
+# The audit trail keeps the query text up to this length.
+AUDIT_QUERY_LENGTH = 1000
+
+# Query parameters of PS3.18 Table 8.3.4-1 besides the matching keys.
+INCLUDE_FIELD = "includefield"
+FUZZY_MATCHING = "fuzzymatching"
+LIMIT = "limit"
+OFFSET = "offset"
+# PS3.18 8.3.3.1: the accept and charset query parameters stand in for the headers.
+ACCEPT = "accept"
+CHARSET = "charset"
+CONTROL_PARAMETERS = frozenset({INCLUDE_FIELD, FUZZY_MATCHING, LIMIT, OFFSET, ACCEPT, CHARSET})
+TAG_PATTERN = re.compile(r"^[0-9A-Fa-f]{8}$")
+BOOLEAN_VALUES = {"true": True, "false": False}
+
+# PS3.18 Tables 10.6.3-3, 10.6.3-4 and 10.6.3-5: the attributes returned for
+# each match, besides Retrieve URL and Instance Availability, which the
+# response computes. The parent levels' unique keys are added, so that each
+# result names the resource it belongs to.
+# NOTE: the index does not store Timezone Offset From UTC, Performed Procedure
+# Step Start Date and Time, Request Attribute Sequence or Bits Allocated. So
+# results leave them out until the index stores them.
+DEFAULT_KEYS: dict[Level, tuple[str, ...]] = {
+    Level.STUDY: (
+        "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
+        "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
+        "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+    ),
+    Level.SERIES: (
+        "StudyInstanceUID", "Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
+        "NumberOfSeriesRelatedInstances",
+    ),
+    Level.IMAGE: (
+        "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "InstanceNumber",
+        "Rows", "Columns", "NumberOfFrames",
+    ),
+}
+RETRIEVE_URL_TAG = "00081190"
+INSTANCE_AVAILABILITY_TAG = "00080056"
+# Every stored instance is on the archive's own storage.
+ONLINE = "ONLINE"
+# Values of these VRs may contain a backslash as text rather than as a value delimiter (PS3.5 6.2).
+SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
+NUMBER_VRS = frozenset({"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
+# PS3.18 F.2.2: the three component groups of a PN value, in order.
+NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """The target resource of a search: its level and the study and series its path names."""
+
+    level: Level
+    study: str = ""
+    series: str = ""
+
+    @property
+    def fixed_tables(self) -> tuple[str, ...]:
+        """The index tables whose row the path fixes, so that their keys cannot be query keys."""
+        if self.series:
+            return ("patient", "study", "series")
+        if self.study:
+            return ("patient", "study")
+        return ()
+
+    @property
+    def returned_levels(self) -> tuple[Level, ...]:
+        """The levels whose default attributes each result carries (PS3.18 10.6.3.3.2 and 10.6.3.3.3)."""
+        levels = (Level.STUDY, Level.SERIES, Level.IMAGE)
+        levels = levels[: levels.index(self.level) + 1]
+        if self.series:
+            return levels[2:]
+        if self.study:
+            return levels[1:]
+        return levels
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRequest:
+    """A search's query parameters, checked: the identifier for the engine and the paging."""
+
+    resource: Resource
+    identifier: dict[str, str]
+    # Query keys with a value that telerad cannot match, as 8-digit tags.
+    unsupported_tags: tuple[str, ...]
+    fuzzy_names: bool
+    limit: int
+    offset: int
 
 
 @endpoint
 def search_studies(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _search(request, Resource(Level.STUDY))
 
 
 @endpoint
-def search_series(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+def search_series(request: HttpRequest, *, study: str = "", **resource: Any) -> HttpResponse:
+    return _search(request, Resource(Level.SERIES, study=study))
 
 
 @endpoint
-def search_instances(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+def search_instances(request: HttpRequest, *, study: str = "", series: str = "", **resource: Any) -> HttpResponse:
+    return _search(request, Resource(Level.IMAGE, study=study, series=series))
+
+
+def _search(request: HttpRequest, resource: Resource) -> HttpResponse:
+    """Run one search and write its audit event, whether it succeeds or fails."""
+    started = time.monotonic()
+    try:
+        offer = _negotiate(request)
+        search = _read_parameters(request.GET, resource)
+        compiled = _compile(search)
+        results, more = _results(request, search, compiled)
+    except DicomwebError as error:
+        _record(request, resource, started, outcome=audit.Outcome.MINOR_FAILURE, detail=f"status {error.status}: {error.message}")
+        raise
+
+    _record(request, resource, started, outcome=audit.Outcome.SUCCESS, detail=f"{len(results)} results", count=len(results))
+    response = HttpResponse(_encode(results), content_type=offer.media_type)
+    warnings = _warnings(request, search, more)
+    if warnings:
+        response["Warning"] = ", ".join(warnings)
+    return response
+
+
+def _negotiate(request: HttpRequest) -> Offer:
+    # PS3.18 8.3.3.1: an accept query parameter takes the place of the header.
+    header = request.GET.get(ACCEPT) or request.headers.get("Accept", "")
+    chosen = choose(header, OFFERS)
+    if chosen is None:
+        raise not_acceptable(header, OFFERS)
+
+    charset = request.GET.get(CHARSET, "").strip().lower()
+    if charset and charset not in {"utf-8", "utf8"}:
+        raise DicomwebError(406, _("charset: %(charset)s is not available; search results are sent in utf-8.") % {"charset": charset})
+    return chosen[0]
+
+
+def _read_parameters(parameters: QueryDict, resource: Resource) -> SearchRequest:
+    """Check the query parameters; raise DicomwebError 400 naming the first one that is wrong."""
+    identifier: dict[str, str] = {keyword: "" for keyword in _default_keys(resource)}
+    unsupported: list[str] = []
+    for name, values in parameters.lists():
+        if name.lower() in CONTROL_PARAMETERS:
+            continue
+        if len(values) > 1:
+            raise DicomwebError(400, _("%(name)s: given %(count)d times; give it once, with several values separated by commas.") % {"name": name, "count": len(values)})
+        keyword = _matching_keyword(name, resource)
+        if keyword is None:
+            unsupported.append(_tag_text(name))
+            continue
+        identifier[keyword] = _query_value(keyword, values[0])
+
+    for keyword in _include_fields(parameters, resource):
+        identifier.setdefault(keyword, "")
+    if resource.study:
+        identifier["StudyInstanceUID"] = resource.study
+    if resource.series:
+        identifier["SeriesInstanceUID"] = resource.series
+
+    limit, offset = _paging(parameters)
+    return SearchRequest(
+        resource=resource,
+        identifier=identifier,
+        unsupported_tags=tuple(unsupported),
+        fuzzy_names=_fuzzy_matching(parameters),
+        limit=limit,
+        offset=offset,
+    )
+
+
+def _default_keys(resource: Resource) -> list[str]:
+    keys: list[str] = []
+    for level in resource.returned_levels:
+        keys += [keyword for keyword in DEFAULT_KEYS[level] if keyword not in keys]
+    return keys
+
+
+def _attribute_keyword(name: str, parameter: str) -> str:
+    """Return the keyword of an attribute given as a keyword or as an 8-digit tag, or "" for a tag without one.
+
+    Raise DicomwebError 400 when `name` is neither.
+    """
+    if TAG_PATTERN.match(name):
+        return keyword_for_tag(int(name, 16))
+    if tag_for_keyword(name) is not None:
+        return name
+    raise DicomwebError(400, _("%(parameter)s: %(name)s is not a DICOM keyword or tag; use a keyword such as PatientID or a tag such as 00100020.") % {"parameter": parameter, "name": name})
+
+
+def _matching_keyword(name: str, resource: Resource) -> str | None:
+    """Return the keyword of a query key that the index can match, or None for one it cannot."""
+    # An attribute in a sequence is named by a dotted path of tags or keywords (PS3.18 8.3.4.1).
+    path = name.split(".")
+    keywords = [_attribute_keyword(part, name) for part in path]
+    if len(path) > 1:
+        return None
+
+    keyword = keywords[0]
+    key = QUERY_KEYS.get(keyword)
+    if key is None:
+        return None
+    if key.table in resource.fixed_tables:
+        raise DicomwebError(400, _("%(name)s: not allowed as a query key here, because the path already names the study or series; search /dicom-web/%(level)s instead.") % {"name": name, "level": _root_resource_name(resource.level)})
+    return keyword
+
+
+def _tag_text(name: str) -> str:
+    """Return a query key as an 8-digit tag, or as its dotted path of tags."""
+    parts = []
+    for part in name.split("."):
+        tag = int(part, 16) if TAG_PATTERN.match(part) else tag_for_keyword(part)
+        parts.append(f"{tag:08X}" if tag is not None else part)
+    return ".".join(parts)
+
+
+def _root_resource_name(level: Level) -> str:
+    return {Level.STUDY: "studies", Level.SERIES: "series", Level.IMAGE: "instances"}[level]
+
+
+def _query_value(keyword: str, value: str) -> str:
+    # PS3.18 8.3.4.1: a list of UIDs may be separated by commas as well as by backslashes.
+    if QUERY_KEYS[keyword].vr == "UI":
+        return value.replace(",", "\\")
+    return value
+
+
+def _include_fields(parameters: QueryDict, resource: Resource) -> list[str]:
+    """Return the keywords named by includefield that results of this resource may carry."""
+    keywords: list[str] = []
+    for value in parameters.getlist(INCLUDE_FIELD):
+        for name in (part.strip() for part in value.split(",")):
+            if not name:
+                raise DicomwebError(400, _("includefield: empty attribute name; give keywords or tags separated by commas, or all."))
+            if name.lower() == "all":
+                keywords += _all_keys(resource)
+                continue
+            keyword = _attribute_keyword(name.split(".")[0], INCLUDE_FIELD)
+            # Attributes of lower levels, and those the index does not hold, are not returned (PS3.18 10.6.3.3).
+            if keyword in QUERY_KEYS and _may_return(QUERY_KEYS[keyword].table, resource.level):
+                keywords.append(keyword)
+    return keywords
+
+
+def _all_keys(resource: Resource) -> list[str]:
+    tables = {LEVEL_TABLES[level] for level in resource.returned_levels}
+    if Level.STUDY in resource.returned_levels:
+        tables.add("patient")
+    return [keyword for keyword, key in QUERY_KEYS.items() if key.table in tables]
+
+
+def _may_return(table: str, level: Level) -> bool:
+    return TABLES.index(table) <= TABLES.index(LEVEL_TABLES[level])
+
+
+def _fuzzy_matching(parameters: QueryDict) -> bool:
+    value = parameters.get(FUZZY_MATCHING)
+    if value is None:
+        return False
+    if value.strip().lower() not in BOOLEAN_VALUES:
+        raise DicomwebError(400, _("fuzzymatching: %(value)r is invalid; use true or false.") % {"value": value[:20]})
+    return BOOLEAN_VALUES[value.strip().lower()]
+
+
+def _paging(parameters: QueryDict) -> tuple[int, int]:
+    maximum = _max_results()
+    limit = _integer_parameter(parameters, LIMIT, minimum=1)
+    offset = _integer_parameter(parameters, OFFSET, minimum=0)
+    return min(limit or maximum, maximum), offset or 0
+
+
+def _max_results() -> int:
+    return int(getattr(settings.TELERAD, "qido_max_results", DEFAULT_MAX_RESULTS))
+
+
+def _integer_parameter(parameters: QueryDict, name: str, *, minimum: int) -> int | None:
+    values = parameters.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise DicomwebError(400, _("%(name)s: given %(count)d times; give it once.") % {"name": name, "count": len(values)})
+    text = values[0].strip()
+    if not text.isdigit() or int(text) < minimum:
+        raise DicomwebError(400, _("%(name)s: %(value)r is invalid; use a whole number of at least %(minimum)d.") % {"name": name, "value": values[0][:20], "minimum": minimum})
+    return int(text)
+
+
+def _compile(search: SearchRequest) -> CompiledQuery:
+    try:
+        return compile_query(
+            str(search.resource.level), search.identifier, relational=True, fuzzy_names=search.fuzzy_names,
+        )
+    except InvalidQuery as exc:
+        raise DicomwebError(400, str(exc)) from None
+
+
+# A function that turns one index value into the DICOM JSON of its attribute.
+Encoder = Callable[[object], dict[str, object]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    tag: str
+    encode: Encoder
+
+
+def _results(request: HttpRequest, search: SearchRequest, compiled: CompiledQuery) -> tuple[list[dict[str, object]], bool]:
+    """Return one DICOM JSON object per match of the requested page, and whether more matches remain."""
+    columns = [_Column(_tag_of(keyword), _encoder(QUERY_KEYS[keyword].vr)) for keyword in compiled.return_paths]
+    retrieve_url = _retrieve_url_builder(request, compiled.level, list(compiled.return_paths))
+    online = {"vr": "CS", "Value": [ONLINE]} if compiled.level in {Level.STUDY, Level.IMAGE} else None
+
+    results = []
+    # One row beyond the page tells whether more matches remain, without counting them all.
+    for values in compiled.value_rows(limit=search.limit + 1, offset=search.offset):
+        if len(results) == search.limit:
+            return results, True
+        result = {column.tag: column.encode(value) for column, value in zip(columns, values)}
+        result[RETRIEVE_URL_TAG] = {"vr": "UR", "Value": [retrieve_url(values)]}
+        if online is not None:
+            result[INSTANCE_AVAILABILITY_TAG] = online
+        results.append(dict(sorted(result.items())))
+    return results, False
+
+
+def _tag_of(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return f"{tag:08X}"
+
+
+def _retrieve_url_builder(request: HttpRequest, level: Level, keywords: list[str]) -> Callable[[tuple[Any, ...]], str]:
+    """Return a function that builds a result's Retrieve URL (0008,1190) from its row of values."""
+    studies = request.build_absolute_uri(reverse("dicomweb:studies"))
+    study = keywords.index("StudyInstanceUID")
+    if level is Level.STUDY:
+        return lambda values: f"{studies}/{values[study]}"
+    series = keywords.index("SeriesInstanceUID")
+    if level is Level.SERIES:
+        return lambda values: f"{studies}/{values[study]}/series/{values[series]}"
+    instance = keywords.index("SOPInstanceUID")
+    return lambda values: f"{studies}/{values[study]}/series/{values[series]}/instances/{values[instance]}"
+
+
+def _encoder(vr: str) -> Encoder:
+    """Return the DICOM JSON encoder of index values of one VR (PS3.18 F.2)."""
+    if vr == "PN":
+        return lambda value: _person_name_json(str(value or ""))
+    if vr in NUMBER_VRS:
+        return lambda value: _number_json(vr, value)
+    if vr in SINGLE_VALUED_VRS:
+        return lambda value: {"vr": vr, "Value": [value]} if value else {"vr": vr}
+    return lambda value: _text_json(vr, value)
+
+
+def _text_json(vr: str, value: object) -> dict[str, object]:
+    # PS3.18 F.2.5: an empty value has no "Value"; an empty item of a multi-valued one is null.
+    if value is None or value == "":
+        return {"vr": vr}
+    items = str(value).split("\\")
+    return {"vr": vr, "Value": [item or None for item in items]}
+
+
+def _number_json(vr: str, value: object) -> dict[str, object]:
+    # PS3.18 F.2.3: IS and DS values are JSON numbers.
+    if value is None or value == "":
+        return {"vr": vr}
+    if isinstance(value, (int, float)):
+        return {"vr": vr, "Value": [value]}
+    return {"vr": vr, "Value": [_number(item) for item in str(value).split("\\")]}
+
+
+def _number(text: str) -> int | float | None:
+    text = text.strip()
+    if not text:
+        return None
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def _person_name_json(value: str) -> dict[str, object]:
+    """Encode a PN value as objects of its Alphabetic, Ideographic and Phonetic groups (PS3.18 F.2.2)."""
+    if not value:
+        return {"vr": "PN"}
+    names: list[dict[str, str] | None] = []
+    for name in value.split("\\"):
+        groups = {label: group for label, group in zip(NAME_GROUPS, name.split("=")) if group}
+        names.append(groups or None)
+    return {"vr": "PN", "Value": names}
+
+
+def _encode(results: Iterable[dict[str, object]]) -> bytes:
+    return json.dumps(list(results), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _warnings(request: HttpRequest, search: SearchRequest, more: bool) -> list[str]:
+    """Return the Warning header values of a response (PS3.18 8.3.4.4), warn-agent first."""
+    # The warn-agent is the service's base URL, which PS3.18 writes as {+service}.
+    agent = request.build_absolute_uri(reverse("dicomweb:studies")).rsplit("/", 1)[0]
+    texts = []
+    if search.unsupported_tags:
+        texts.append(UNSUPPORTED_KEYS_WARNING.format(tags=", ".join(search.unsupported_tags)))
+    if more:
+        texts.append(MORE_RESULTS_WARNING)
+    return [f'299 {agent} "{text}"' for text in texts]
+
+
+def _record(request: HttpRequest, resource: Resource, started: float, *, outcome: audit.Outcome, detail: str, count: int = 0) -> None:
+    """Log one search with identifiers and counts only, and write its audit event with the query text."""
+    duration = time.monotonic() - started
+    user = request.user.get_username()
+    if outcome is audit.Outcome.SUCCESS:
+        logger.info("QIDO-RS search user=%s path=%s results=%d duration=%.3fs", user, request.path, count, duration)
+    else:
+        logger.info("QIDO-RS search failed user=%s path=%s duration=%.3fs", user, request.path, duration)
+
+    query = request.GET.urlencode()[:AUDIT_QUERY_LENGTH]
+    record_access(
+        request,
+        audit.Action.QUERY,
+        patient_id=_single_value(request.GET, "PatientID", "00100020"),
+        study_instance_uid=resource.study or _single_value(request.GET, "StudyInstanceUID", "0020000D"),
+        detail=f"{detail}; query {query}" if query else detail,
+        outcome=outcome,
+    )
+
+
+def _single_value(parameters: QueryDict, *names: str) -> str:
+    """Return the value of a query key when it names exactly one entity, else an empty string."""
+    for name in parameters:
+        if name not in names and name.upper() not in names:
+            continue
+        value = parameters.get(name, "").strip()
+        if value and not any(character in value for character in "*?\\,"):
+            return value
+    return ""
