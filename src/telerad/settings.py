@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "telerad.dimse",
     "telerad.accounts",
     "telerad.dicomweb",
+    "telerad.viewer",
 ]
 
 MIDDLEWARE = [

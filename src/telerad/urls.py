@@ -13,5 +13,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("studies/", include("telerad.archive.urls")),
     path("dicom-web/", include("telerad.dicomweb.urls")),
+    path("viewer/", include("telerad.viewer.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,221 @@
+"""Serve the OHIF viewer under /viewer/ on telerad's own origin, with a configuration made for each request.
+
+The viewer rides on the user's session: its DICOMweb requests go to
+/dicom-web on the same origin with the session cookie, so it needs no token
+and no CORS. Every page and file here requires a logged-in user, like the
+rest of telerad; a browser without a session gets the login page.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import mimetypes
+import re
+from pathlib import Path
+from typing import Any
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_safe
+
+from telerad.archive.models import Study
+from telerad.viewer import install
+
+# Hashed bundle names (for example 1602.bundle.94f12cceab7c2762.js or
+# 0ddf166f7a343eda.wasm) never change content; browsers may keep them a year.
+HASHED_NAME = re.compile(r"(^|\.)[0-9a-f]{16}\.")
+IMMUTABLE = "private, max-age=31536000, immutable"
+# index.html and the configuration must be checked on every load, so that an
+# upgrade or a configuration change reaches the browser at once.
+REVALIDATE = "no-cache"
+MIME_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".woff2": "font/woff2",
+    ".svg": "image/svg+xml",
+    ".onnx": "application/octet-stream",
+}
+DICOMWEB_ROOT = "/dicom-web"
+
+
+def viewer_directory() -> Path:
+    return install.DEFAULT_DESTINATION
+
+
+@functools.lru_cache(maxsize=4)
+def _manifest(directory: Path) -> dict[str, Any] | None:
+    return install.installed_manifest(directory)
+
+
+def content_security_policy(script_hashes: list[str]) -> str:
+    """Allow what OHIF needs and nothing more: its own files, its inline start-up scripts by hash, wasm codecs and blob workers."""
+    hashes = " ".join(f"'{value}'" for value in script_hashes)
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {hashes} 'wasm-unsafe-eval'",
+            # React and cornerstone set inline styles.
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "worker-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "frame-ancestors 'self'",
+            "form-action 'self'",
+        ]
+    )
+
+
+def _with_viewer_headers(response: HttpResponse, manifest: dict[str, Any]) -> HttpResponse:
+    response["Content-Security-Policy"] = content_security_policy(list(manifest.get("inline_script_hashes", [])))
+    # Cross-origin isolation gives the viewer SharedArrayBuffer, which its
+    # multi-threaded decoders use; everything it loads is same-origin.
+    response["Cross-Origin-Opener-Policy"] = "same-origin"
+    response["Cross-Origin-Embedder-Policy"] = "require-corp"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _not_installed(request: HttpRequest) -> HttpResponse:
+    return render(request, "viewer/not_installed.html", {"version": install.OHIF_VERSION}, status=503)
+
+
+def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -> HttpResponse:
+    content_type = MIME_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    compressed = path.with_name(path.name + ".gz")
+    accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    if accepts_gzip and compressed.is_file():
+        response = FileResponse(compressed.open("rb"), content_type=content_type, filename=path.name)
+        response["Content-Encoding"] = "gzip"
+    else:
+        response = FileResponse(path.open("rb"), content_type=content_type, filename=path.name)
+    response["Vary"] = "Accept-Encoding"
+    response["Cache-Control"] = IMMUTABLE if HASHED_NAME.search(path.name) else REVALIDATE
+    return _with_viewer_headers(response, manifest)
+
+
+def _resolve(directory: Path, relative: str) -> Path | None:
+    """Find the file `relative` names inside `directory`; None for a missing file or a path outside it."""
+    if not relative or relative.endswith("/"):
+        return None
+    candidate = (directory / relative).resolve()
+    if directory.resolve() not in candidate.parents or not candidate.is_file():
+        return None
+    if candidate.name == install.MANIFEST_NAME or candidate.suffix == ".gz":
+        return None
+    return candidate
+
+
+@require_safe
+def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
+    """Send a file of the viewer, or index.html for the viewer's own routes (/viewer/viewer?StudyInstanceUIDs=...)."""
+    directory = viewer_directory()
+    manifest = _manifest(directory)
+    if manifest is None:
+        return _not_installed(request)
+    path = _resolve(directory, relative)
+    if path is not None:
+        return _file_response(request, path, manifest)
+    if Path(relative).suffix:
+        # A missing bundle or image is a 404, not the page, so that errors show as such.
+        raise Http404(_("The viewer has no file %(name)s.") % {"name": relative})
+    return _file_response(request, directory / "index.html", manifest)
+
+
+def app_configuration(request: HttpRequest) -> dict[str, Any]:
+    """OHIF's configuration: one DICOMweb data source at this origin's /dicom-web, routes under /viewer."""
+    root = request.build_absolute_uri(DICOMWEB_ROOT)
+    return {
+        "routerBasename": "/viewer",
+        "showStudyList": True,
+        "extensions": [],
+        "modes": [],
+        "customizationService": {},
+        "maxNumberOfWebWorkers": 3,
+        "showWarningMessageForCrossOrigin": False,
+        "showCPUFallbackMessage": True,
+        "showLoadingIndicator": True,
+        "strictZSpacingForVolumeViewport": True,
+        "investigationalUseDialog": {"option": "never"},
+        "maxNumRequests": {"interaction": 100, "thumbnail": 10, "prefetch": 25},
+        "defaultDataSourceName": "telerad",
+        "dataSources": [
+            {
+                "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+                "sourceName": "telerad",
+                "configuration": {
+                    "friendlyName": "telerad",
+                    "name": "telerad",
+                    "wadoUriRoot": root,
+                    "qidoRoot": root,
+                    "wadoRoot": root,
+                    "qidoSupportsIncludeField": True,
+                    "imageRendering": "wadors",
+                    "thumbnailRendering": "wadors",
+                    "enableStudyLazyLoad": True,
+                    "supportsFuzzyMatching": True,
+                    "supportsWildcard": True,
+                    "staticWado": False,
+                    "singlepart": "bulkdata,video",
+                    "bulkDataURI": {"enabled": True, "relativeResolution": "studies"},
+                    "omitQuotationForMultipartRequest": True,
+                },
+            }
+        ],
+    }
+
+
+# A DICOMweb response of 401 means the session ended: send the browser to the login page.
+_ERROR_HANDLER = """
+window.config.httpErrorHandler = function (error) {
+  if (error && error.status === 401) {
+    window.location.assign(%s + "?next=" + encodeURIComponent(window.location.pathname + window.location.search));
+  }
+};
+"""
+
+
+@require_safe
+def app_config_script(request: HttpRequest) -> HttpResponse:
+    manifest = _manifest(viewer_directory())
+    if manifest is None:
+        return _not_installed(request)
+    script = "window.config = " + json.dumps(app_configuration(request), indent=2) + ";\n"
+    script += _ERROR_HANDLER % json.dumps(reverse("login"))
+    response = HttpResponse(script, content_type="text/javascript; charset=utf-8")
+    response["Cache-Control"] = REVALIDATE
+    return _with_viewer_headers(response, manifest)
+
+
+@require_safe
+def invoke_image_display(request: HttpRequest) -> HttpResponse:
+    """Open a study by its UID or accession number, as IHE Invoke Image Display requests do.
+
+    Accepts ``studyUID`` (several separated by commas) or ``accessionNumber``
+    (with optional ``patientID``). An accession number that matches several
+    studies opens all of them.
+    """
+    study_uids = [uid.strip() for uid in request.GET.get("studyUID", "").split(",") if uid.strip()]
+    accession = request.GET.get("accessionNumber", "").strip()
+    if not study_uids and accession:
+        studies = Study.objects.filter(accession_number=accession)
+        patient_id = request.GET.get("patientID", "").strip()
+        if patient_id:
+            studies = studies.filter(patient__patient_id=patient_id)
+        study_uids = list(studies.values_list("study_instance_uid", flat=True)[:20])
+        if not study_uids:
+            raise Http404(_("No study has accession number %(accession)s.") % {"accession": accession})
+    if not study_uids:
+        return HttpResponse(_("Name a study with studyUID or accessionNumber.") + "\n", status=400, content_type="text/plain; charset=utf-8")
+    return HttpResponseRedirect("/viewer/viewer?" + urlencode({"StudyInstanceUIDs": ",".join(study_uids)}))

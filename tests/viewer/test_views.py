@@ -1,0 +1,196 @@
+"""Serving OHIF under /viewer/: login, files with their types and caching, the page for the viewer's routes, IID."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from telerad.archive.ingest import Source, store_file
+from telerad.archive.models import Study
+from telerad.viewer import install, views
+
+pytestmark = pytest.mark.django_db
+
+INSTALLED = install.installed_manifest() is not None
+needs_viewer = pytest.mark.skipif(not INSTALLED, reason="the OHIF viewer is not installed; scripts/setup-environment installs it")
+
+
+@pytest.fixture
+def browser():
+    client = Client()
+    client.force_login(User.objects.create_user("reader", password="a long enough password"))
+    return client
+
+
+def hashed_bundle() -> str:
+    return next(path.name for path in install.DEFAULT_DESTINATION.glob("app.bundle.*.js") if not path.name.endswith(".gz"))
+
+
+def test_viewer_without_session_redirects_to_login():
+    response = Client().get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"})
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=/viewer/viewer")
+
+
+def test_viewer_config_without_a_session_gives_no_configuration():
+    response = Client().get("/viewer/app-config.js")
+
+    assert response.status_code == 302
+
+
+@needs_viewer
+def test_viewer_route_answers_the_rewritten_index_page(browser):
+    response = browser.get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"})
+    html = b"".join(response.streaming_content).decode()
+
+    assert response.status_code == 200
+    assert 'window.PUBLIC_URL="/viewer/"' in html
+    assert 'src="/viewer/app-config.js"' in html
+    assert "init-service-worker" not in html
+    assert response["Cache-Control"] == views.REVALIDATE
+
+
+@needs_viewer
+def test_viewer_page_carries_isolation_and_a_strict_policy(browser):
+    response = browser.get("/viewer/")
+    policy = response["Content-Security-Policy"]
+
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert response["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert "default-src 'self'" in policy
+    assert "'unsafe-eval'" not in policy
+    for digest in install.installed_manifest()["inline_script_hashes"]:
+        assert f"'{digest}'" in policy
+
+
+@needs_viewer
+def test_viewer_serves_hashed_bundles_compressed_and_immutable(browser):
+    name = hashed_bundle()
+
+    response = browser.get(f"/viewer/{name}", headers={"Accept-Encoding": "gzip, br"})
+    body = gzip.decompress(b"".join(response.streaming_content))
+
+    assert response["Content-Type"] == "text/javascript"
+    assert response["Content-Encoding"] == "gzip"
+    assert response["Cache-Control"] == views.IMMUTABLE
+    assert body == (install.DEFAULT_DESTINATION / name).read_bytes()
+
+
+@needs_viewer
+def test_viewer_serves_plain_files_to_clients_without_gzip(browser):
+    wasm = next(install.DEFAULT_DESTINATION.glob("*.wasm"))
+
+    response = browser.get(f"/viewer/{wasm.name}")
+
+    assert response["Content-Type"] == "application/wasm"
+    assert "Content-Encoding" not in response
+    assert b"".join(response.streaming_content) == wasm.read_bytes()
+
+
+@needs_viewer
+def test_viewer_bundles_load_from_the_viewer_prefix():
+    bundles = [path for path in install.DEFAULT_DESTINATION.rglob("*.js") if install.PUBLIC_PATH in path.read_text(errors="replace")]
+
+    assert bundles == []
+    assert "url(/viewer/" in (install.DEFAULT_DESTINATION / "app.bundle.css").read_text()
+
+
+@needs_viewer
+@pytest.mark.parametrize("path", ["/viewer/missing.bundle.0123456789abcdef.js", "/viewer/telerad-viewer.json", "/viewer/../settings.py", "/viewer/index.html.gz"])
+def test_viewer_refuses_missing_and_private_files(browser, path):
+    assert browser.get(path).status_code == 404
+
+
+@needs_viewer
+def test_app_config_points_at_this_origin_dicomweb(browser):
+    response = browser.get("/viewer/app-config.js", HTTP_HOST="pacs.example.org", secure=True)
+    script = response.content.decode()
+
+    assert response["Content-Type"].startswith("text/javascript")
+    assert '"qidoRoot": "https://pacs.example.org/dicom-web"' in script
+    assert '"routerBasename": "/viewer"' in script
+    assert "httpErrorHandler" in script
+
+
+def test_viewer_without_an_install_says_how_to_install(browser, monkeypatch, tmp_path):
+    monkeypatch.setattr(views, "viewer_directory", lambda: tmp_path)
+
+    response = browser.get("/viewer/")
+
+    assert response.status_code == 503
+    assert b"scripts/setup-environment" in response.content
+
+
+@pytest.fixture
+def stored_study(sample_file, storage):
+    result = store_file(sample_file("CT_small.dcm").read_bytes(), source=Source("import", user="test"), storage=storage)
+    return Study.objects.get(study_instance_uid=result.study_instance_uid)
+
+
+def test_iid_opens_a_study_by_uid(browser):
+    response = browser.get("/viewer/iid", {"studyUID": "1.2.3,1.2.4"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/viewer/viewer?StudyInstanceUIDs=1.2.3%2C1.2.4"
+
+
+def test_iid_opens_a_study_by_accession_number(browser, stored_study):
+    stored_study.accession_number = "ACC-77"
+    stored_study.save()
+
+    response = browser.get("/viewer/iid", {"accessionNumber": "ACC-77"})
+
+    assert response["Location"].endswith(stored_study.study_instance_uid)
+
+
+def test_iid_unknown_accession_number_is_404(browser):
+    assert browser.get("/viewer/iid", {"accessionNumber": "NOPE"}).status_code == 404
+
+
+def test_iid_without_a_study_is_400(browser):
+    response = browser.get("/viewer/iid")
+
+    assert response.status_code == 400
+    assert b"studyUID or accessionNumber" in response.content
+
+
+def test_study_page_links_to_the_viewer(browser, stored_study):
+    response = browser.get(f"/studies/{stored_study.pk}/")
+
+    assert f"/viewer/viewer?StudyInstanceUIDs={stored_study.study_instance_uid}".encode() in response.content
+
+
+def make_tarball(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    path = tmp_path / "app.tgz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/dist/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_install_refuses_another_release(tmp_path):
+    tarball = make_tarball(tmp_path, {"index.html": b"<html></html>"})
+
+    with pytest.raises(install.InstallError, match="digest differs"):
+        install.install(tarball, tmp_path / "viewer")
+
+
+def test_install_unknown_layout_keeps_previous_install(tmp_path):
+    destination = tmp_path / "viewer"
+    destination.mkdir()
+    (destination / "index.html").write_text("previous install")
+    tarball = make_tarball(tmp_path, {"index.html": b"<html><head><title>x</title></head></html>", "app.bundle.css": b""})
+
+    with pytest.raises(install.InstallError, match="PUBLIC_URL"):
+        install.install(tarball, destination, check_integrity=False)
+
+    assert (destination / "index.html").read_text() == "previous install"
