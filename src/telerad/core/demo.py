@@ -1,4 +1,4 @@
-"""The demonstration installation's accounts."""
+"""The demonstration installation: its accounts, and the sample images it imports."""
 
 from __future__ import annotations
 
@@ -89,3 +89,50 @@ def _write_variant(dataset: Any, path: Path, target: Path) -> Path:
     variant = target / path.name
     dataset.save_as(variant, enforce_file_format=True)
     return variant
+
+
+# A head CT from the CQ500 collection in pydicom-data, which has no study
+# date. The demo makes a dated current study of its patient and two priors
+# from it, so that the viewer has priors to show beside the current study.
+PATIENT_HISTORY_SOURCE = "693_UNCI.dcm"
+PATIENT_HISTORY = (
+    # Study date, accession number, description.
+    ("20261120", "DEMO-CT-2026", "CT head"),
+    ("20251118", "DEMO-CT-2025", "CT head, prior"),
+    ("20231115", "DEMO-CT-2023", "CT head, earlier prior"),
+)
+
+
+def write_patient_history(target: Path) -> list[Path]:
+    """Write the studies of PATIENT_HISTORY into `target`; return their paths.
+
+    Each is the real image with new Study, Series and SOP Instance UIDs,
+    derived from the accession number, so that running the demo again finds
+    them already stored. Without pydicom-data there is no source and no study.
+    """
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    from telerad.archive.importer import sample_image_paths
+
+    source = next((path for path in sample_image_paths() if path.name == PATIENT_HISTORY_SOURCE), None)
+    if source is None:
+        return []
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for study_date, accession, description in PATIENT_HISTORY:
+        dataset = dcmread(source)
+        dataset.StudyInstanceUID = generate_uid(entropy_srcs=["demo-study", accession])
+        dataset.SeriesInstanceUID = generate_uid(entropy_srcs=["demo-series", accession])
+        dataset.SOPInstanceUID = generate_uid(entropy_srcs=["demo-instance", accession])
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+            setattr(dataset, keyword, study_date)
+        dataset.StudyTime = "093000"
+        dataset.AccessionNumber = accession
+        dataset.StudyDescription = description
+        dataset.StudyID = accession[-4:]
+        path = target / f"{accession}.dcm"
+        dataset.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.core import runtime
-from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants
+from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, write_patient_history
 
 
 class Command(BaseCommand):
@@ -41,7 +41,8 @@ class Command(BaseCommand):
             user.save()
 
     def _import_samples(self) -> None:
-        paths = [str(path) for path in prepare_sample_variants(settings.TELERAD.data_dir / "demo-samples")]
+        samples = settings.TELERAD.data_dir / "demo-samples"
+        paths = [str(path) for path in prepare_sample_variants(samples) + write_patient_history(samples / "history")]
         self.stdout.write(f"Importing {len(paths)} sample files from pydicom and pydicom-data.")
         self.stdout.write("Some are deliberately broken test files; the archive rejects those and says why.")
         try:

@@ -1,0 +1,38 @@
+"""The demo's patient history: the real head CT as a current study and two priors, under new UIDs and dates."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+
+from telerad.archive.ingest import Outcome, Source, store_file
+from telerad.archive.models import Patient
+from telerad.core.demo import PATIENT_HISTORY, PATIENT_HISTORY_SOURCE, write_patient_history
+
+
+def test_write_patient_history_keeps_patient_and_pixels(tmp_path, sample_file):
+    source = pydicom.dcmread(sample_file(PATIENT_HISTORY_SOURCE))
+
+    studies = [pydicom.dcmread(path) for path in write_patient_history(tmp_path)]
+
+    assert [study.StudyDate for study in studies] == [date for date, _, _ in PATIENT_HISTORY]
+    assert {study.PatientID for study in studies} == {source.PatientID}
+    assert len({study.StudyInstanceUID for study in studies} | {source.StudyInstanceUID}) == 4
+    assert all(study.PixelData == source.PixelData for study in studies)
+
+
+def test_write_patient_history_gives_the_same_uids_each_run(tmp_path):
+    first = [pydicom.dcmread(path).SOPInstanceUID for path in write_patient_history(tmp_path / "one")]
+    second = [pydicom.dcmread(path).SOPInstanceUID for path in write_patient_history(tmp_path / "two")]
+
+    assert first == second
+
+
+@pytest.mark.django_db
+def test_write_patient_history_files_import_as_studies_of_one_patient(tmp_path, storage):
+    source = Source("import", user="demo")
+
+    outcomes = [store_file(path.read_bytes(), source=source, storage=storage).outcome for path in write_patient_history(tmp_path)]
+
+    assert outcomes == [Outcome.STORED] * len(PATIENT_HISTORY)
+    assert Patient.objects.get().studies.count() == len(PATIENT_HISTORY)
