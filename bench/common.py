@@ -461,6 +461,18 @@ def wait_for_echo(port: int, called_ae_title: str, *, process: subprocess.Popen[
     raise BenchmarkError(f"C-ECHO to port {port} timed out: no response within {START_TIMEOUT:.0f} s:\n{log_tail(log_path)}")
 
 
+def wait_for_port(port: int, *, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Wait until a TCP connection to 127.0.0.1:`port` succeeds; raise BenchmarkError if the process exits or START_TIMEOUT passes."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchmarkError(f"the server exited with status {process.returncode} while starting:\n{log_tail(log_path)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise BenchmarkError(f"port {port} did not accept connections within {START_TIMEOUT:.0f} s:\n{log_tail(log_path)}")
+
+
 # --- telerad -------------------------------------------------------------------
 
 
@@ -522,6 +534,10 @@ class TeleradListener:
     dicom_port: int = dataclasses.field(default_factory=free_port)
     http_port: int = dataclasses.field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # ``dicom`` runs the DICOM listener alone; ``serve`` adds the web
+    # application, over HTTPS when `http_tls` is true.
+    subcommand: str = "dicom"
+    http_tls: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -534,7 +550,7 @@ class TeleradListener:
             "TELERAD_HOST": "127.0.0.1",
             "TELERAD_DICOM_PORT": str(self.dicom_port),
             "TELERAD_HTTP_PORT": str(self.http_port),
-            "TELERAD_HTTP_TLS": "false",
+            "TELERAD_HTTP_TLS": "true" if self.http_tls else "false",
             "TELERAD_ACCEPT_ANY_AE": "true",
             "TELERAD_AE_TITLE": TELERAD_AE_TITLE,
         }
@@ -562,13 +578,20 @@ class TeleradListener:
     def start(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(telerad_command()), "dicom"], stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
+                [str(telerad_command()), self.subcommand], stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
             )
         return self.process
+
+    @property
+    def certificate_path(self) -> Path:
+        """The self-signed certificate that ``telerad serve`` writes on its first start with HTTPS."""
+        return self.data_dir / "tls" / "telerad.crt"
 
     def wait_until_ready(self) -> None:
         assert self.process is not None
         wait_for_echo(self.dicom_port, TELERAD_AE_TITLE, process=self.process, log_path=self.log_path)
+        if self.subcommand == "serve":
+            wait_for_port(self.http_port, process=self.process, log_path=self.log_path)
 
     def stop(self) -> None:
         # `telerad dicom` shuts its server down on KeyboardInterrupt.
@@ -641,6 +664,9 @@ class OrthancServer:
     dicom_port: int = dataclasses.field(default_factory=free_port)
     http_port: int = dataclasses.field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # Entries added to the minimal configuration, or replacing its own
+    # (for example "Plugins" and "DicomWeb").
+    extra_configuration: dict[str, object] = dataclasses.field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:
@@ -665,6 +691,7 @@ class OrthancServer:
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
             "Plugins": [],
+            **self.extra_configuration,
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "orthanc.json"
