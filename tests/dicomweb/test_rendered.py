@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from PIL import Image
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from telerad.archive.ingest import Outcome, Source, store_file
 from telerad.archive.models import Instance
@@ -181,6 +181,43 @@ def test_image_without_window_spans_its_minimum_to_maximum(radiologist, stored, 
     assert np.abs(decoded(response.content) - expected).max() <= 1
 
 
+def test_modality_lut_sequence_is_applied(radiologist, stored, sample_file):
+    row = stored("mlut_18.dcm")
+    dataset = pydicom.dcmread(sample_file("mlut_18.dcm"))
+    assert "ModalityLUTSequence" in dataset
+    values = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float64)
+    expected = (values - values.min()) / (values.max() - values.min()) * 255
+
+    response = radiologist.get(url(row, "rendered"), HTTP_ACCEPT="image/png")
+
+    assert np.abs(decoded(response.content) - expected).max() <= 1
+
+
+def test_voi_lut_sequence_is_applied(radiologist, stored, sample_file):
+    row = stored("vlut_04.dcm")
+    dataset = pydicom.dcmread(sample_file("vlut_04.dcm"))
+    bits = dataset.VOILUTSequence[0].LUTDescriptor[2]
+    expected = apply_voi_lut(dataset.pixel_array, dataset, index=0).astype(np.float64) * 255 / (2**bits - 1)
+
+    response = radiologist.get(url(row, "rendered"), HTTP_ACCEPT="image/png")
+
+    assert np.abs(decoded(response.content) - expected).max() <= 1
+
+
+def test_enhanced_ct_uses_its_functional_groups(radiologist, stored, sample_file):
+    row = stored("eCT_Supplemental.dcm")
+    dataset = pydicom.dcmread(sample_file("eCT_Supplemental.dcm"))
+    shared = dataset.SharedFunctionalGroupsSequence[0]
+    rescale = shared.PixelValueTransformationSequence[0]
+    window = shared.FrameVOILUTSequence[0]
+    values = dataset.pixel_array[1].astype(np.float64) * float(rescale.RescaleSlope) + float(rescale.RescaleIntercept)
+    expected = linear_window(values, float(window.WindowCenter), float(window.WindowWidth))
+
+    response = radiologist.get(url(row, "frames/2/rendered"), HTTP_ACCEPT="image/png")
+
+    assert np.abs(decoded(response.content) - expected).max() <= 1
+
+
 # Colour
 
 
@@ -260,6 +297,14 @@ def test_frame_list_as_multipart_keeps_the_requested_order(radiologist, stored):
 
     assert parts[0] == radiologist.get(url(row, "frames/3/rendered"), HTTP_ACCEPT="image/png").content
     assert parts[1] == radiologist.get(url(row, "frames/1/rendered"), HTTP_ACCEPT="image/png").content
+
+
+def test_single_frame_as_multipart_has_one_part(radiologist, stored):
+    row = stored("CT_small.dcm")
+
+    _content_type, parts = multipart_parts(radiologist.get(url(row, "rendered"), HTTP_ACCEPT=MULTIPART_PNG))
+
+    assert parts == [radiologist.get(url(row, "rendered"), HTTP_ACCEPT="image/png").content]
 
 
 def test_frame_list_without_multipart_is_406(radiologist, stored):

@@ -15,7 +15,8 @@ Query parameters of rendered resources:
 
 A multi-frame instance rendered without a frame list comes back as
 multipart/related (one part per frame) when the Accept header names
-multipart/related. Otherwise it comes back as one image of its first frame. A frame list
+multipart/related. Otherwise it comes back as one image of its first frame.
+A single frame comes as multipart/related of one part when only that is acceptable. A frame list
 of more than one frame needs multipart/related. Study and series rendered
 resources are multipart/related with one image (the first frame) per image
 instance, rendered while the response streams.
@@ -301,9 +302,9 @@ def _render_instance(request: HttpRequest, row: Instance, frame_numbers: list[in
     _require_image(row)
     parameters = parse_rendering_parameters(request.GET)
     several = len(frame_numbers) > 1
-    # An instance's several frames may come back as its first frame alone;
-    # an explicit list of several frames may not.
-    choice = negotiate(request, single=not (several and explicit_frames), multipart=several)
+    # An instance's several frames may come back as its first frame alone,
+    # but an explicit list of several frames may not.
+    choice = negotiate(request, single=not (several and explicit_frames), multipart=True)
     if not choice.multipart:
         frame_numbers = frame_numbers[:1]
 
