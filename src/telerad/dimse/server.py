@@ -1,4 +1,4 @@
-"""telerad's DICOM listener: Verification, Storage and Query (C-FIND) SCP on pynetdicom.
+"""telerad's DICOM listener: Verification, Storage, Query (C-FIND) and Retrieve (C-MOVE, C-GET) SCP on pynetdicom.
 
 Each association runs in its own pynetdicom thread. pynetdicom collects each
 received dataset in memory, and the C-STORE handler passes a view of those
@@ -28,7 +28,7 @@ from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
 
 from telerad.archive import ingest
 from telerad.audit import events as audit
-from telerad.dimse import find
+from telerad.dimse import find, retrieve
 from telerad.dimse.access import check_association
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class AssociationStats:
     failures: int = 0
     allow_store: bool = True
     allow_find: bool = True
+    allow_move: bool = True
+    allow_get: bool = True
     # Instances stored per (patient ID, study UID), for one audit event per study.
     studies: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
 
@@ -90,8 +92,11 @@ def build_application_entity() -> AE:
     transfer_syntaxes = [str(uid) for uid in AllTransferSyntaxes]
     ae.add_supported_context(Verification, transfer_syntaxes)
     for sop_class_uid in _STORAGE_CLASSES.values():
-        ae.add_supported_context(sop_class_uid, transfer_syntaxes)
+        # PS3.7 D.3.3.4: a C-GET SCU proposes the SCP role for the storage
+        # classes it receives, and telerad accepts it to send them back.
+        ae.add_supported_context(sop_class_uid, transfer_syntaxes, scu_role=True, scp_role=True)
     find.add_find_contexts(ae)
+    retrieve.add_retrieve_contexts(ae)
     return ae
 
 
@@ -119,6 +124,8 @@ def event_handlers() -> list[tuple[Any, Any]]:
         (evt.EVT_C_STORE, _on_c_store),
         (evt.EVT_C_FIND, find.handle_find),
         (evt.EVT_SOP_EXTENDED, find.negotiate_find_options),
+        (evt.EVT_C_MOVE, retrieve.handle_move),
+        (evt.EVT_C_GET, retrieve.handle_get),
         (evt.EVT_RELEASED, _on_finished),
         (evt.EVT_ABORTED, _on_finished),
     ]
@@ -172,6 +179,8 @@ def _on_requested(event: Any) -> None:
     if decision.remote_ae is not None:
         stats.allow_store = decision.remote_ae.allow_store
         stats.allow_find = decision.remote_ae.allow_find
+        stats.allow_move = decision.remote_ae.allow_move
+        stats.allow_get = decision.remote_ae.allow_get
     assoc.telerad_stats = stats
 
 
