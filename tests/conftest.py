@@ -35,18 +35,25 @@ def pydicom_data_files() -> Path:
     return Path(data_store.DataStore().data_path)
 
 
+def find_sample(name: str) -> Path:
+    """Return the path of a named sample image from pydicom or pydicom-data."""
+    for folder in (pydicom_test_files(), pydicom_charset_files(), pydicom_data_files()):
+        path = folder / name
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no sample file named {name}")
+
+
 @pytest.fixture
 def sample_file():
     """Return the path of a named sample image from pydicom or pydicom-data."""
+    return find_sample
 
-    def find(name: str) -> Path:
-        for folder in (pydicom_test_files(), pydicom_charset_files(), pydicom_data_files()):
-            path = folder / name
-            if path.is_file():
-                return path
-        raise FileNotFoundError(f"no sample file named {name}")
 
-    return find
+@pytest.fixture(scope="session")
+def sample_finder():
+    """The finder of ``sample_file``, for fixtures wider than one test."""
+    return find_sample
 
 
 @pytest.fixture(autouse=True)

@@ -141,7 +141,8 @@ def app_configuration(request: HttpRequest) -> dict[str, Any]:
         "showStudyList": True,
         "extensions": [],
         "modes": [],
-        "customizationService": {},
+        # No onboarding tour over the first images of every new browser.
+        "customizationService": {"global": {"ohif.tours": {"$set": []}}},
         "maxNumberOfWebWorkers": 3,
         "showWarningMessageForCrossOrigin": False,
         "showCPUFallbackMessage": True,

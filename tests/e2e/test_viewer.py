@@ -1,0 +1,167 @@
+"""The OHIF viewer in headless Chromium against a real ``telerad serve``: login, first image, scrolling, audit."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy
+import pydicom
+import pytest
+from PIL import Image
+
+from .conftest import ServerFactory, TeleradServer
+
+pytestmark = pytest.mark.e2e
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+USERNAME = "viewer-reader"
+PASSWORD = "a long passphrase for the viewer test"
+# A real 10-frame MR (64x64) from pydicom-data: scrolling shows other frames.
+MULTI_FRAME_MR = "emri_small.dcm"
+CT = "CT_small.dcm"
+FIRST_IMAGE_TIMEOUT_MS = 60_000
+# OHIF shows study dates as 20-Nov-2026.
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+ARTIFACTS = Path(os.environ.get("TELERAD_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def viewer_server(module_server_factory: ServerFactory) -> TeleradServer:
+    from telerad.viewer import install
+
+    if install.installed_manifest() is None:
+        pytest.fail("the OHIF viewer is not installed; scripts/setup-environment installs it")
+    server = module_server_factory.start(calling_ae_titles=["E2E_VIEWER"], http_tls=True)
+    server.run(
+        "shell", "--command",
+        f"from django.contrib.auth.models import User; User.objects.create_user({USERNAME!r}, password={PASSWORD!r})",
+    )
+    return server
+
+
+@pytest.fixture(scope="module")
+def studies(viewer_server: TeleradServer, sample_finder) -> dict[str, str]:
+    """Import the samples; return each file name's Study Instance UID."""
+    uids = {}
+    for name in (MULTI_FRAME_MR, CT):
+        path = sample_finder(name)
+        viewer_server.run("import", str(path))
+        uids[name] = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+    return uids
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}; scripts/setup-environment test installs it")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def base_url(server: TeleradServer) -> str:
+    return f"https://127.0.0.1:{server.http_port}"
+
+
+def new_page(browser, server: TeleradServer):
+    # The server's certificate is self-signed for this test run.
+    context = browser.new_context(ignore_https_errors=True, base_url=base_url(server), viewport={"width": 1280, "height": 900})
+    return context, context.new_page()
+
+
+def log_in(page) -> None:
+    page.goto("/login/")
+    page.fill("input[name=username]", USERNAME)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
+
+
+def viewport_pixels(page) -> numpy.ndarray:
+    """The first viewport's canvas as a grey-level array."""
+    canvas = page.locator("canvas.cornerstone-canvas").first
+    data = canvas.screenshot()
+    return numpy.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=numpy.int16)
+
+
+def wait_for_image(page) -> numpy.ndarray:
+    """Wait until the viewport shows image content: many grey levels, not a blank or uniform canvas."""
+    page.wait_for_selector("canvas.cornerstone-canvas", timeout=FIRST_IMAGE_TIMEOUT_MS)
+    pixels = viewport_pixels(page)
+    for _ in range(60):
+        if len(numpy.unique(pixels)) > 20 and pixels.std() > 5:
+            return pixels
+        page.wait_for_timeout(500)
+        pixels = viewport_pixels(page)
+    pytest.fail(f"the viewport stayed without image content: {len(numpy.unique(pixels))} grey levels, std {pixels.std():.1f}")
+
+
+def test_viewer_shows_the_study_and_scrolls_to_another_frame(viewer_server, studies, browser):
+    context, page = new_page(browser, viewer_server)
+    dicomweb_errors = []
+    page.on("response", lambda response: dicomweb_errors.append(f"{response.status} {response.url}") if "/dicom-web/" in response.url and response.status >= 400 else None)
+    try:
+        log_in(page)
+        page.goto(f"/viewer/viewer?StudyInstanceUIDs={studies[MULTI_FRAME_MR]}")
+        first = wait_for_image(page)
+
+        box = page.locator("canvas.cornerstone-canvas").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        changed = None
+        for _ in range(20):
+            page.mouse.wheel(0, 120)
+            page.wait_for_timeout(300)
+            pixels = viewport_pixels(page)
+            if numpy.abs(pixels - first).mean() > 1.0:
+                changed = pixels
+                break
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer-multiframe-mr.png"))
+        assert changed is not None, "scrolling the wheel over the viewport did not change the image"
+        assert dicomweb_errors == []
+    finally:
+        context.close()
+
+    retrievals = [event for event in viewer_server.index().events("retrieve") if event["study_instance_uid"] == studies[MULTI_FRAME_MR]]
+    assert len(retrievals) == 1
+    assert retrievals[0]["user"] == USERNAME
+
+
+def test_viewer_lists_the_patient_priors(viewer_server, browser, tmp_path):
+    from telerad.core.demo import PATIENT_HISTORY, write_patient_history
+
+    paths = write_patient_history(tmp_path)
+    viewer_server.run("import", *map(str, paths))
+    current = str(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
+    context, page = new_page(browser, viewer_server)
+    try:
+        log_in(page)
+        page.goto(f"/viewer/viewer?StudyInstanceUIDs={current}")
+        wait_for_image(page)
+        for study_date, _accession, _description in PATIENT_HISTORY:
+            shown = f"{int(study_date[6:]):02d}-{MONTHS[int(study_date[4:6]) - 1]}-{study_date[:4]}"
+            page.get_by_text(shown).first.wait_for(timeout=FIRST_IMAGE_TIMEOUT_MS)
+        page.screenshot(path=str(ARTIFACTS / "viewer-priors.png"))
+    finally:
+        context.close()
+
+
+def test_viewer_without_login_shows_the_login_page_and_no_images(viewer_server, studies, browser):
+    context, page = new_page(browser, viewer_server)
+    dicomweb_answers = []
+    page.on("response", lambda response: dicomweb_answers.append(response.status) if "/dicom-web/" in response.url else None)
+    try:
+        page.goto(f"/viewer/viewer?StudyInstanceUIDs={studies[CT]}")
+        page.wait_for_load_state("networkidle")
+
+        assert "/login/" in page.url
+        assert page.locator("input[name=password]").count() == 1
+        assert 200 not in dicomweb_answers
+    finally:
+        context.close()
