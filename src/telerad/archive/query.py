@@ -179,11 +179,14 @@ class CompiledQuery:
         queryset = self.queryset
         if limit is not None or offset:
             queryset = queryset[offset : None if limit is None else offset + limit]
-        if not self.return_paths:
-            for _ in queryset.values_list("pk").iterator(chunk_size=ROWS_PER_FETCH):
-                yield ()
+        rows = queryset.values_list(*self.return_paths.values()) if self.return_paths else queryset.values_list("pk")
+        if limit is not None:
+            # A page of bounded size is read in one go, because a chunked read
+            # uses a server-side cursor on PostgreSQL, which costs extra round trips.
+            yield from (tuple(values) if self.return_paths else () for values in rows)
             return
-        yield from queryset.values_list(*self.return_paths.values()).iterator(chunk_size=ROWS_PER_FETCH)
+        for values in rows.iterator(chunk_size=ROWS_PER_FETCH):
+            yield values if self.return_paths else ()
 
 
 def compile_query(
@@ -354,7 +357,7 @@ def _lower_level_condition(values: Mapping[str, str], table: str, options: Match
 def _conditions(values: Mapping[str, str], table: str, options: MatchingOptions) -> Q:
     """Combine the conditions of `values`, with paths that start at rows of `table`."""
     remaining = dict(values)
-    condition = Q()
+    condition = _ancestor_conditions(remaining, table, options)
     if options.combined_datetime:
         for date_keyword, time_keyword in DATE_TIME_PAIRS:
             if date_keyword in remaining and time_keyword in remaining:
@@ -365,6 +368,28 @@ def _conditions(values: Mapping[str, str], table: str, options: MatchingOptions)
                 condition &= _combined_date_time_condition(date_path, time_path, date_range, time_range)
     for keyword, value in remaining.items():
         condition &= _key_condition(QUERY_KEYS[keyword], table, value, options)
+    return condition
+
+
+def _ancestor_conditions(remaining: dict[str, str], table: str, options: MatchingOptions) -> Q:
+    """Move the keys of tables above `table` out of `remaining` into one subquery per table.
+
+    A subquery lets the database find the few matching parents first, by
+    their own indexes, instead of testing the parent of every row it scans
+    in result order; "PatientName=DOE*" over all studies then reads the
+    patient table once rather than once per study.
+    """
+    by_table: dict[str, dict[str, str]] = {}
+    for keyword in list(remaining):
+        key = QUERY_KEYS[keyword]
+        if key.is_patient_aggregate or key.table == table or _is_below(key.table, table):
+            continue
+        by_table.setdefault(key.table, {})[keyword] = remaining.pop(keyword)
+
+    condition = Q()
+    for ancestor, ancestor_values in by_table.items():
+        parents = MODELS[ancestor].objects.filter(_conditions(ancestor_values, ancestor, options)).values("pk")
+        condition &= Q(**{f"{_relation_path(table, ancestor)}__in": parents})
     return condition
 
 

@@ -14,13 +14,14 @@ import json
 import logging
 import re
 import time
-from typing import Any, Callable, Iterable
+from json.encoder import encode_basestring as encode_json_string
+from typing import Any, Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from telerad.archive.query import (
     LEVEL_TABLES,
@@ -346,33 +347,38 @@ def _compile(search: SearchRequest) -> CompiledQuery:
         raise DicomwebError(400, str(exc)) from None
 
 
-# A function that turns one index value into the DICOM JSON of its attribute.
-Encoder = Callable[[object], dict[str, object]]
+# A function that writes one index value as the DICOM JSON text of its
+# attribute, "tag": {...}. The text is written directly, because building a
+# dict per attribute and encoding it with json.dumps cost about three times
+# as much per result.
+Encoder = Callable[[Any], str]
 
 
-@dataclasses.dataclass(frozen=True)
-class _Column:
-    tag: str
-    encode: Encoder
-
-
-def _results(request: HttpRequest, search: SearchRequest, compiled: CompiledQuery) -> tuple[list[dict[str, object]], bool]:
-    """Return one DICOM JSON object per match of the requested page, and whether more matches remain."""
-    columns = [_Column(_tag_of(keyword), _encoder(QUERY_KEYS[keyword].vr)) for keyword in compiled.return_paths]
-    retrieve_url = _retrieve_url_builder(request, compiled.level, list(compiled.return_paths))
-    online = {"vr": "CS", "Value": [ONLINE]} if compiled.level in {Level.STUDY, Level.IMAGE} else None
+def _results(request: HttpRequest, search: SearchRequest, compiled: CompiledQuery) -> tuple[list[str], bool]:
+    """Return the DICOM JSON text of each match of the requested page, and whether more matches remain."""
+    keywords = list(compiled.return_paths)
+    encoders: list[tuple[str, Callable[[tuple[Any, ...]], str]]] = [
+        (_tag_of(keyword), _column_encoder(position, _encoder(_tag_of(keyword), QUERY_KEYS[keyword].vr)))
+        for position, keyword in enumerate(keywords)
+    ]
+    encoders.append((RETRIEVE_URL_TAG, _retrieve_url_encoder(request, compiled.level, keywords)))
+    if compiled.level in {Level.STUDY, Level.IMAGE}:
+        online = f'"{INSTANCE_AVAILABILITY_TAG}":{{"vr":"CS","Value":["{ONLINE}"]}}'
+        encoders.append((INSTANCE_AVAILABILITY_TAG, lambda values: online))
+    # PS3.18 F.2: attributes in ascending tag order, as in a dataset.
+    ordered = [encode for _tag, encode in sorted(encoders, key=lambda pair: pair[0])]
 
     results = []
     # One row beyond the page tells whether more matches remain, without counting them all.
     for values in compiled.value_rows(limit=search.limit + 1, offset=search.offset):
         if len(results) == search.limit:
             return results, True
-        result = {column.tag: column.encode(value) for column, value in zip(columns, values)}
-        result[RETRIEVE_URL_TAG] = {"vr": "UR", "Value": [retrieve_url(values)]}
-        if online is not None:
-            result[INSTANCE_AVAILABILITY_TAG] = online
-        results.append(dict(sorted(result.items())))
+        results.append("{" + ",".join([encode(values) for encode in ordered]) + "}")
     return results, False
+
+
+def _column_encoder(position: int, encode: Encoder) -> Callable[[tuple[Any, ...]], str]:
+    return lambda values: encode(values[position])
 
 
 def _tag_of(keyword: str) -> str:
@@ -381,45 +387,44 @@ def _tag_of(keyword: str) -> str:
     return f"{tag:08X}"
 
 
-def _retrieve_url_builder(request: HttpRequest, level: Level, keywords: list[str]) -> Callable[[tuple[Any, ...]], str]:
-    """Return a function that builds a result's Retrieve URL (0008,1190) from its row of values."""
+def _retrieve_url_encoder(request: HttpRequest, level: Level, keywords: list[str]) -> Callable[[tuple[Any, ...]], str]:
+    """Return a function that writes a result's Retrieve URL (0008,1190) from its row of values."""
     studies = request.build_absolute_uri(reverse("dicomweb:studies"))
+    prefix = f'"{RETRIEVE_URL_TAG}":{{"vr":"UR","Value":[' + encode_json_string(studies)[:-1]
     study = keywords.index("StudyInstanceUID")
     if level is Level.STUDY:
-        return lambda values: f"{studies}/{values[study]}"
+        return lambda values: f'{prefix}/{values[study]}"]}}'
     series = keywords.index("SeriesInstanceUID")
     if level is Level.SERIES:
-        return lambda values: f"{studies}/{values[study]}/series/{values[series]}"
+        return lambda values: f'{prefix}/{values[study]}/series/{values[series]}"]}}'
     instance = keywords.index("SOPInstanceUID")
-    return lambda values: f"{studies}/{values[study]}/series/{values[series]}/instances/{values[instance]}"
+    return lambda values: f'{prefix}/{values[study]}/series/{values[series]}/instances/{values[instance]}"]}}'
 
 
-def _encoder(vr: str) -> Encoder:
-    """Return the DICOM JSON encoder of index values of one VR (PS3.18 F.2)."""
+def _encoder(tag: str, vr: str) -> Encoder:
+    """Return the DICOM JSON writer of index values of one attribute (PS3.18 F.2)."""
+    # PS3.18 F.2.5: an empty value is written without "Value".
+    empty = f'"{tag}":{{"vr":"{vr}"}}'
+    prefix = f'"{tag}":{{"vr":"{vr}","Value":'
     if vr == "PN":
-        return lambda value: _person_name_json(str(value or ""))
+        return lambda value: prefix + _person_names(value) + "}" if value else empty
     if vr in NUMBER_VRS:
-        return lambda value: _number_json(vr, value)
+        return lambda value: prefix + _numbers(value) + "}" if value is not None and value != "" else empty
     if vr in SINGLE_VALUED_VRS:
-        return lambda value: {"vr": vr, "Value": [value]} if value else {"vr": vr}
-    return lambda value: _text_json(vr, value)
+        return lambda value: prefix + "[" + encode_json_string(value) + "]}" if value else empty
+    return lambda value: prefix + _strings(value) + "}" if value else empty
 
 
-def _text_json(vr: str, value: object) -> dict[str, object]:
-    # PS3.18 F.2.5: an empty value has no "Value"; an empty item of a multi-valued one is null.
-    if value is None or value == "":
-        return {"vr": vr}
-    items = str(value).split("\\")
-    return {"vr": vr, "Value": [item or None for item in items]}
+def _strings(value: str) -> str:
+    # An empty item of a multi-valued attribute is null (PS3.18 F.2.5).
+    return "[" + ",".join([encode_json_string(item) if item else "null" for item in value.split("\\")]) + "]"
 
 
-def _number_json(vr: str, value: object) -> dict[str, object]:
+def _numbers(value: object) -> str:
     # PS3.18 F.2.3: IS and DS values are JSON numbers.
-    if value is None or value == "":
-        return {"vr": vr}
-    if isinstance(value, (int, float)):
-        return {"vr": vr, "Value": [value]}
-    return {"vr": vr, "Value": [_number(item) for item in str(value).split("\\")]}
+    if isinstance(value, int):
+        return f"[{value}]"
+    return "[" + ",".join([json.dumps(_number(item)) for item in str(value).split("\\")]) + "]"
 
 
 def _number(text: str) -> int | float | None:
@@ -430,19 +435,17 @@ def _number(text: str) -> int | float | None:
     return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
 
 
-def _person_name_json(value: str) -> dict[str, object]:
-    """Encode a PN value as objects of its Alphabetic, Ideographic and Phonetic groups (PS3.18 F.2.2)."""
-    if not value:
-        return {"vr": "PN"}
-    names: list[dict[str, str] | None] = []
+def _person_names(value: str) -> str:
+    """Write PN values as objects of their Alphabetic, Ideographic and Phonetic groups (PS3.18 F.2.2)."""
+    names = []
     for name in value.split("\\"):
-        groups = {label: group for label, group in zip(NAME_GROUPS, name.split("=")) if group}
-        names.append(groups or None)
-    return {"vr": "PN", "Value": names}
+        groups = [f'"{label}":{encode_json_string(group)}' for label, group in zip(NAME_GROUPS, name.split("=")) if group]
+        names.append("{" + ",".join(groups) + "}" if groups else "null")
+    return "[" + ",".join(names) + "]"
 
 
-def _encode(results: Iterable[dict[str, object]]) -> bytes:
-    return json.dumps(list(results), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def _encode(results: list[str]) -> bytes:
+    return ("[" + ",".join(results) + "]").encode("utf-8")
 
 
 def _warnings(request: HttpRequest, search: SearchRequest, more: bool) -> list[str]:
