@@ -1,49 +1,323 @@
-"""WADO-RS: retrieve instances, metadata, frames and bulk data (PS3.18 10.4)."""
+"""WADO-RS: retrieve instances, metadata, frames and bulk data (PS3.18 10.4).
+
+Instances go out as the stored Part 10 files, byte for byte, unless the
+client asks for Explicit VR Little Endian, which is then made with pydicom.
+Responses stream one part at a time (see parts.py). Each request writes a
+RETRIEVE audit event for its study; http.record_access folds the many
+requests of one viewing into one event.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import itertools
+import logging
+from typing import Any, Iterable, Iterator
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 
-from telerad.dicomweb.http import DicomwebError, endpoint
+from telerad.archive.ingest import default_storage
+from telerad.archive.models import Instance, Series, Study
+from telerad.audit.events import Action
+from telerad.dicomweb import bulkdata, frames, metadata
+from telerad.dicomweb.accept import MediaRange, Offer, choose, not_acceptable
+from telerad.dicomweb.http import DicomwebError, endpoint, record_access
+from telerad.dicomweb.metadata import InstanceFile
+from telerad.dicomweb.models import InstanceMetadata
+from telerad.dicomweb.parts import Part, StreamingMultipartResponse, file_chunks
+from telerad.dicomweb.transcode import EXPLICIT_VR_LITTLE_ENDIAN, TranscodeError, can_decode, explicit_little_endian_file
+
+logger = logging.getLogger(__name__)
+
+MULTIPART = "multipart/related"
+DICOM = "application/dicom"
+OCTET_STREAM = "application/octet-stream"
+DICOM_JSON = "application/dicom+json"
+INSTANCE_FIELDS = (
+    "pk", "sop_instance_uid", "series__series_instance_uid", "transfer_syntax_uid", "dataset_sha256", "storage_key",
+)
+METADATA_FIELDS = ("dicom_json__dataset_sha256", "dicom_json__encoder_version", "dicom_json__document")
+# Series in the order of their numbers, then instances by theirs. The primary key breaks ties in arrival order.
+INSTANCE_ORDER = ("series__series_number", "series__pk", "instance_number", "pk")
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """The study a request names and the stored instances of the requested resource."""
+
+    study: Study
+    instances: list[InstanceFile]
+    cached_metadata: list[InstanceMetadata | None]
+
+
+# Lookup ---------------------------------------------------------------------
+
+
+def find(resource: dict[str, Any], *, with_metadata: bool = False) -> Found:
+    """Return the instances of the study, series or instance named by the URL, or raise 404 naming what is missing."""
+    study_uid = resource["study"]
+    study = Study.objects.select_related("patient").filter(study_instance_uid=study_uid).first()
+    if study is None:
+        raise DicomwebError(404, _("Study %(study)s not found.") % {"study": study_uid})
+
+    rows = Instance.objects.filter(series__study=study)
+    if "series" in resource:
+        if not Series.objects.filter(study=study, series_instance_uid=resource["series"]).exists():
+            raise DicomwebError(404, _("Series %(series)s not found in study %(study)s.") % {"series": resource["series"], "study": study_uid})
+        rows = rows.filter(series__series_instance_uid=resource["series"])
+    if "instance" in resource:
+        rows = rows.filter(sop_instance_uid=resource["instance"])
+
+    fields = INSTANCE_FIELDS + METADATA_FIELDS if with_metadata else INSTANCE_FIELDS
+    values = list(rows.order_by(*INSTANCE_ORDER).values_list(*fields))
+    if not values and "instance" in resource:
+        raise DicomwebError(404, _("Instance %(instance)s not found in series %(series)s.") % {"instance": resource["instance"], "series": resource["series"]})
+    if not values:
+        raise DicomwebError(404, _("No instances stored in %(path)s.") % {"path": study_uid if "series" not in resource else resource["series"]})
+    return Found(study, [_instance_file(study_uid, row) for row in values], [_cached(row) if with_metadata else None for row in values])
+
+
+def _instance_file(study_uid: str, row: tuple[Any, ...]) -> InstanceFile:
+    pk, sop_instance_uid, series_uid, transfer_syntax, dataset_sha256, storage_key = row[:6]
+    return InstanceFile(
+        pk=pk,
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        sop_instance_uid=sop_instance_uid,
+        transfer_syntax_uid=transfer_syntax,
+        dataset_sha256=dataset_sha256,
+        path=default_storage().path(storage_key),
+    )
+
+
+def _cached(row: tuple[Any, ...]) -> InstanceMetadata | None:
+    dataset_sha256, encoder_version, document = row[6:9]
+    if document is None:
+        return None
+    return InstanceMetadata(dataset_sha256=dataset_sha256, encoder_version=encoder_version, document=bytes(document))
+
+
+def require_files(instances: Iterable[InstanceFile]) -> None:
+    for instance in instances:
+        if not instance.path.is_file():
+            logger.error("stored file missing sop_instance_uid=%s path=%s", instance.sop_instance_uid, instance.path)
+            raise DicomwebError(500, _("The stored file of instance %(instance)s is missing. An administrator has to restore it.") % {"instance": instance.sop_instance_uid})
+
+
+def audit(request: HttpRequest, found: Found, detail: str) -> None:
+    record_access(request, Action.RETRIEVE, patient_id=found.study.patient.patient_id, study_instance_uid=found.study.study_instance_uid, detail=detail)
+
+
+def negotiate(request: HttpRequest, offers: list[Offer]) -> tuple[Offer, MediaRange]:
+    header = request.headers.get("Accept", "")
+    choice = choose(header, offers)
+    if choice is None:
+        raise not_acceptable(header, offers)
+    return choice
+
+
+# Instances ------------------------------------------------------------------
 
 
 @endpoint
 def retrieve_study(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _retrieve(request, resource)
 
 
 @endpoint
 def retrieve_series(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _retrieve(request, resource)
 
 
 @endpoint
 def retrieve_instance(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _retrieve(request, resource)
+
+
+def _retrieve(request: HttpRequest, resource: dict[str, Any]) -> HttpResponse:
+    found = find(resource)
+    target = _instance_syntax(request, {instance.transfer_syntax_uid for instance in found.instances})
+    require_files(found.instances)
+
+    audit(request, found, f"{len(found.instances)} instances" + (f" as {target}" if target else ""))
+    parts = (_instance_part(instance, target) for instance in found.instances)
+    return StreamingMultipartResponse(parts, part_type=DICOM)
+
+
+def _instance_syntax(request: HttpRequest, stored: set[str]) -> str | None:
+    """Return the transfer syntax to re-encode to, or None to send the files as stored.
+
+    PS3.18 8.7.3 makes Explicit VR Little Endian the default when the
+    client names no transfer syntax. telerad sends the stored files then,
+    because re-encoding costs time and loses nothing only for lossless
+    syntaxes. Each part names its transfer syntax.
+    """
+    offers = [Offer(MULTIPART, {"type": DICOM})]
+    if len(stored) == 1:
+        offers.append(Offer(MULTIPART, {"type": DICOM, "transfer-syntax": next(iter(stored))}))
+    transcoded = Offer(MULTIPART, {"type": DICOM, "transfer-syntax": EXPLICIT_VR_LITTLE_ENDIAN})
+    if all(can_decode(syntax) for syntax in stored):
+        offers.append(transcoded)
+    offer, _range = negotiate(request, offers)
+    return EXPLICIT_VR_LITTLE_ENDIAN if offer is transcoded else None
+
+
+def _instance_part(instance: InstanceFile, target: str | None) -> Part:
+    if target is None or instance.transfer_syntax_uid == target:
+        return Part(f"{DICOM}; transfer-syntax={instance.transfer_syntax_uid}", file_chunks(instance.path))
+    return Part(f"{DICOM}; transfer-syntax={target}", _transcoded(instance))
+
+
+def _transcoded(instance: InstanceFile) -> Iterator[bytes]:
+    try:
+        yield explicit_little_endian_file(instance.path)
+    except TranscodeError as exc:
+        # Parts before this one are already sent, so the response can only be cut short.
+        logger.error("transcoding failed, response cut short sop_instance_uid=%s: %s", instance.sop_instance_uid, exc)
+        raise
+
+
+# Metadata -------------------------------------------------------------------
 
 
 @endpoint
 def study_metadata(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _metadata(request, resource)
 
 
 @endpoint
 def series_metadata(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _metadata(request, resource)
 
 
 @endpoint
 def instance_metadata(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    return _metadata(request, resource)
+
+
+def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponse:
+    found = find(resource, with_metadata=True)
+    offer, _range = negotiate(request, [Offer(DICOM_JSON), Offer("application/json")])
+    require_files(instance for instance, cached in zip(found.instances, found.cached_metadata) if cached is None)
+
+    documents = metadata.documents(zip(found.instances, found.cached_metadata))
+    audit(request, found, f"metadata of {len(found.instances)} instances")
+    origin = f"{request.scheme}://{request.get_host()}"
+    return HttpResponse(metadata.json_array(documents, origin=origin), content_type=offer.media_type)
+
+
+# Frames and bulk data -------------------------------------------------------
 
 
 @endpoint
 def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    found = find(resource)
+    instance = found.instances[0]
+    require_files([instance])
+    location = _pixel_data(instance)
+    numbers: list[int] = resource["frames"]
+    _check_frame_numbers(numbers, location, instance)
+
+    part_type, syntax = _frame_encoding(request, location)
+    parts = _frame_parts(location, numbers, part_type, syntax)
+    audit(request, found, f"frames {','.join(map(str, numbers))}")
+    return StreamingMultipartResponse(parts, part_type=part_type)
 
 
 @endpoint
 def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponse:
-    raise DicomwebError(501, "not available yet")
+    try:
+        steps = bulkdata.parse_tag_path(resource["attribute"])
+    except bulkdata.InvalidTagPath as exc:
+        raise DicomwebError(400, str(exc)) from None
+    found = find(resource)
+    instance = found.instances[0]
+    require_files([instance])
+
+    if len(steps) == 1 and steps[0] in frames.PIXEL_DATA_TAGS:
+        return _pixel_data_bulk(request, found, instance)
+    offer, _range = negotiate(request, [Offer(MULTIPART, {"type": OCTET_STREAM}), Offer(OCTET_STREAM)])
+    try:
+        value = bulkdata.element_value(instance.path, steps)
+    except bulkdata.NoSuchElement as exc:
+        raise DicomwebError(404, _("Instance %(instance)s: %(reason)s.") % {"instance": instance.sop_instance_uid, "reason": exc}) from None
+
+    audit(request, found, f"bulk data {resource['attribute']}")
+    if offer.media_type == OCTET_STREAM:
+        return HttpResponse(value, content_type=OCTET_STREAM)
+    return StreamingMultipartResponse([Part(OCTET_STREAM, [value])], part_type=OCTET_STREAM)
+
+
+def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile) -> HttpResponse:
+    """Return all frames of the pixel data, one part per frame, encoded as for the frames resource."""
+    location = _pixel_data(instance)
+    numbers = list(range(1, location.number_of_frames + 1))
+    part_type, syntax = _frame_encoding(request, location)
+    parts = _frame_parts(location, numbers, part_type, syntax)
+    audit(request, found, "bulk data pixel data")
+    return StreamingMultipartResponse(parts, part_type=part_type)
+
+
+def _pixel_data(instance: InstanceFile) -> frames.PixelDataLocation:
+    try:
+        return frames.locate(instance.path)
+    except frames.NoPixelData:
+        raise DicomwebError(404, _("Instance %(instance)s has no pixel data.") % {"instance": instance.sop_instance_uid}) from None
+
+
+def _check_frame_numbers(numbers: list[int], location: frames.PixelDataLocation, instance: InstanceFile) -> None:
+    if 0 in numbers:
+        raise DicomwebError(400, _("Frame numbers start at 1, so frame 0 does not exist."))
+    beyond = [number for number in numbers if number > location.number_of_frames]
+    if beyond:
+        raise DicomwebError(404, _("Frame %(frame)d not found: instance %(instance)s has %(count)d frames.") % {"frame": beyond[0], "instance": instance.sop_instance_uid, "count": location.number_of_frames})
+
+
+def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation) -> tuple[str, str]:
+    """Return the media type and transfer syntax of the frame parts that the client accepts (PS3.18 8.7.3.3)."""
+    stored = str(location.transfer_syntax)
+    decoded = Offer(MULTIPART, {"type": OCTET_STREAM, "transfer-syntax": EXPLICIT_VR_LITTLE_ENDIAN})
+    if not location.encapsulated:
+        offers = [decoded]
+    else:
+        compressed_type = frames.COMPRESSED_MEDIA_TYPES.get(stored)
+        offers = [Offer(MULTIPART, {"type": compressed_type, "transfer-syntax": stored})] if compressed_type else []
+        if can_decode(stored):
+            offers.append(decoded)
+        offers.append(Offer(MULTIPART, {"type": OCTET_STREAM, "transfer-syntax": stored}))
+
+    offer, media_range = negotiate(request, offers)
+    # transfer-syntax=* leaves the choice to the server, which sends the frames as stored rather than decode them.
+    if offer is decoded and location.encapsulated and media_range.parameters.get("transfer-syntax") == "*":
+        return OCTET_STREAM, stored
+    return offer.parameters["type"], offer.parameters["transfer-syntax"]
+
+
+def _frame_parts(location: frames.PixelDataLocation, numbers: list[int], part_type: str, syntax: str) -> Iterator[Part]:
+    """Return the frame parts, the first one already made.
+
+    A frame that cannot be read or decoded is most likely the first, and
+    making it before the response starts turns the failure into a clear
+    error response rather than a response cut short.
+    """
+    content_type = f"{part_type}; transfer-syntax={syntax}"
+    if location.encapsulated and syntax == EXPLICIT_VR_LITTLE_ENDIAN:
+        contents: Iterator[bytes] = frames.decoded_frames(location, numbers)
+    else:
+        contents = (frames.stored_frame(location, number) for number in numbers)
+    try:
+        first = next(contents)
+    except TranscodeError as exc:
+        logger.error("frame extraction failed path=%s: %s", location.path, exc)
+        raise DicomwebError(500, _("The pixel data of this instance could not be read: %(reason)s") % {"reason": exc}) from None
+    return itertools.chain([Part(content_type, [first])], _remaining_parts(contents, content_type, location))
+
+
+def _remaining_parts(contents: Iterator[bytes], content_type: str, location: frames.PixelDataLocation) -> Iterator[Part]:
+    try:
+        for content in contents:
+            yield Part(content_type, [content])
+    except TranscodeError as exc:
+        logger.error("frame extraction failed, response cut short path=%s: %s", location.path, exc)
+        raise

@@ -1,0 +1,584 @@
+"""WADO-RS on real sample files: instances, metadata, frames and bulk data (PS3.18 10.4)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import re
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.db import connection
+
+from telerad.archive import ingest
+from telerad.archive.models import Instance
+from telerad.audit.events import Action
+from telerad.audit.models import AuditEvent
+from telerad.config import DuplicatePolicy
+from telerad.dicomweb import metadata
+from telerad.dicomweb.models import InstanceMetadata
+
+pytestmark = pytest.mark.django_db
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+MULTIPART_DICOM = 'multipart/related; type="application/dicom"'
+MULTIPART_OCTET = 'multipart/related; type="application/octet-stream"'
+
+# Samples of every stored encoding that transcoding and frames must handle.
+TRANSCODED_SAMPLES = [
+    "CT_small.dcm",  # Explicit VR Little Endian, CT
+    "MR_small_implicit.dcm",  # Implicit VR Little Endian
+    "MR_small_bigendian.dcm",  # Explicit VR Big Endian
+    "image_dfl.dcm",  # Deflated Explicit VR Little Endian
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG Baseline, colour
+    "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+    "JPEG2000.dcm",  # JPEG 2000
+    "MR_small_RLE.dcm",  # RLE Lossless
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+    "SC_rgb_rle_2frame.dcm",  # RLE, colour, two frames
+    "examples_ybr_color.dcm",  # JPEG Baseline YBR_FULL_422, 30 frames
+    "emri_small.dcm",  # native multi-frame MR
+    "rtdose.dcm",  # Implicit VR, 32-bit, 15 frames
+]
+
+
+@pytest.fixture
+def radiologist():
+    return User.objects.create_user("radiologist", password="a long enough password")
+
+
+@pytest.fixture
+def client(radiologist):
+    client = Client()
+    client.force_login(radiologist)
+    return client
+
+
+@pytest.fixture
+def store(sample_file):
+    """Store a named sample through the ingest path; return its dataset read from the stored file."""
+
+    def store_sample(name: str, *, new_instance: bool = False) -> pydicom.Dataset:
+        data = sample_file(name).read_bytes()
+        if new_instance:
+            # The MR_small variants share one SOP Instance UID; a copy gets its own.
+            ds = pydicom.dcmread(io.BytesIO(data))
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            data = buffer.getvalue()
+        result = ingest.store_file(data, source=ingest.Source(kind="import"))
+        assert result.outcome.succeeded, result.reason
+        return pydicom.dcmread(stored_path(result.sop_instance_uid))
+
+    return store_sample
+
+
+def stored_path(sop_instance_uid: str):
+    instance = Instance.objects.get(sop_instance_uid=sop_instance_uid)
+    return ingest.default_storage().path(instance.storage_key)
+
+
+def instance_url(ds: pydicom.Dataset) -> str:
+    return f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+
+def series_url(ds: pydicom.Dataset) -> str:
+    return f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+
+
+def parse_multipart(response) -> list[tuple[dict[str, str], bytes]]:
+    """Split a multipart/related response into (headers, content) pairs, checking the framing."""
+    match = re.search(r"boundary=\"?([^\";]+)\"?", response["Content-Type"])
+    assert match, response["Content-Type"]
+    delimiter = b"--" + match.group(1).encode("ascii")
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert body.startswith(delimiter + b"\r\n")
+    assert body.endswith(b"\r\n" + delimiter + b"--\r\n")
+    inner = body[len(delimiter) + 2 : -(len(delimiter) + 6)]
+    parts = []
+    for piece in inner.split(b"\r\n" + delimiter + b"\r\n"):
+        header_block, _, content = piece.partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in header_block.decode("ascii").split("\r\n"))
+        parts.append((headers, content))
+    return parts
+
+
+def retrieve_events():
+    return list(AuditEvent.objects.filter(action=Action.RETRIEVE).order_by("sequence"))
+
+
+# Retrieve instances ------------------------------------------------------------
+
+
+def test_instance_retrieve_is_byte_identical(client, store, sample_file):
+    ds = store("CT_small.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT=MULTIPART_DICOM)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(MULTIPART_DICOM)
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == f"application/dicom; transfer-syntax={ds.file_meta.TransferSyntaxUID}"
+    assert content == stored_path(ds.SOPInstanceUID).read_bytes()
+    assert content == sample_file("CT_small.dcm").read_bytes()
+
+
+def test_study_retrieve_sends_every_instance_as_stored(client, store):
+    stored = [store(name, new_instance=True) for name in ("MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small.dcm")]
+    study_uids = {ds.StudyInstanceUID for ds in stored}
+    assert len(study_uids) == 1, "the MR_small variants share one study"
+
+    response = client.get(f"/dicom-web/studies/{stored[0].StudyInstanceUID}", HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax=*")
+
+    parts = parse_multipart(response)
+    by_uid = {pydicom.dcmread(io.BytesIO(content)).SOPInstanceUID: (headers, content) for headers, content in parts}
+    for ds in stored:
+        headers, content = by_uid[ds.SOPInstanceUID]
+        assert content == stored_path(ds.SOPInstanceUID).read_bytes()
+        assert headers["Content-Type"].endswith(f"transfer-syntax={ds.file_meta.TransferSyntaxUID}")
+
+
+def test_series_retrieve_without_accept_sends_stored_files(client, store):
+    ds = store("MR_small_RLE.dcm")
+
+    response = client.get(series_url(ds))
+
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.5"
+    assert content == stored_path(ds.SOPInstanceUID).read_bytes()
+
+
+@pytest.mark.parametrize("name", TRANSCODED_SAMPLES)
+def test_transcoded_instance_keeps_pixels(client, store, name):
+    ds = store(name)
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}")
+
+    assert response.status_code == 200
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == f"application/dicom; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+    transcoded = pydicom.dcmread(io.BytesIO(content))
+    assert transcoded.file_meta.TransferSyntaxUID == EXPLICIT_VR_LITTLE_ENDIAN
+    assert transcoded.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert transcoded.SOPInstanceUID == ds.SOPInstanceUID
+    assert content[128:132] == b"DICM"
+    np.testing.assert_array_equal(transcoded.pixel_array, ds.pixel_array)
+
+
+def test_transcoded_instance_keeps_other_attributes(client, store):
+    ds = store("MR_small_bigendian.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}")
+
+    ((_headers, content),) = parse_multipart(response)
+    transcoded = pydicom.dcmread(io.BytesIO(content))
+    for keyword in ("PatientName", "Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "SliceThickness", "SmallestImagePixelValue"):
+        assert transcoded[keyword].value == ds[keyword].value, keyword
+
+
+def test_unproducible_transfer_syntax_is_406(client, store):
+    ds = store("MR_small_RLE.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax=1.2.840.10008.1.2.4.50")
+
+    assert response.status_code == 406
+    assert "1.2.840.10008.1.2.4.50" in response.content.decode()
+    assert not retrieve_events()
+
+
+def test_mixed_syntaxes_cannot_be_named_but_are_sent_as_stored(client, store):
+    first = store("MR_small_RLE.dcm")
+    store("MR_small_jpeg_ls_lossless.dcm", new_instance=True)
+    study_url = f"/dicom-web/studies/{first.StudyInstanceUID}"
+
+    assert client.get(study_url, HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax=1.2.840.10008.1.2.5").status_code == 406
+    syntaxes = {headers["Content-Type"] for headers, _ in parse_multipart(client.get(study_url, HTTP_ACCEPT=MULTIPART_DICOM))}
+    assert syntaxes == {"application/dicom; transfer-syntax=1.2.840.10008.1.2.5", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.80"}
+
+
+def test_other_media_type_is_406(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT="image/png")
+
+    assert response.status_code == 406
+
+
+def test_malformed_accept_is_400(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT="dicom")
+
+    assert response.status_code == 400
+    assert "'dicom'" in response.content.decode()
+
+
+def test_missing_resources_are_404(client, store):
+    ds = store("CT_small.dcm")
+    other = store("MR_small.dcm")
+    cases = {
+        "/dicom-web/studies/1.2.3.999": "Study 1.2.3.999 not found",
+        f"/dicom-web/studies/{ds.StudyInstanceUID}/series/1.2.3.999": "Series 1.2.3.999 not found",
+        # A series that exists, but in another study.
+        f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{other.SeriesInstanceUID}": f"Series {other.SeriesInstanceUID} not found in study",
+        f"{series_url(ds)}/instances/1.2.3.999": "Instance 1.2.3.999 not found",
+        f"{series_url(ds)}/instances/{other.SOPInstanceUID}/metadata": f"Instance {other.SOPInstanceUID} not found",
+        "/dicom-web/studies/1.2.3.999/metadata": "Study 1.2.3.999 not found",
+    }
+    for url, message in cases.items():
+        response = client.get(url)
+
+        assert response.status_code == 404, url
+        assert message in response.content.decode(), url
+
+
+def test_retrieve_writes_one_audit_event_per_study(client, store, radiologist):
+    ds = store("CT_small.dcm")
+
+    client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}")
+
+    (event,) = retrieve_events()
+    assert event.user == radiologist.username
+    assert event.study_instance_uid == ds.StudyInstanceUID
+    assert event.patient_id == ds.PatientID
+    assert str(ds.PatientName) not in event.detail
+
+
+def test_retrieve_without_credentials_is_401(store):
+    ds = store("CT_small.dcm")
+
+    response = Client().get(instance_url(ds))
+
+    assert response.status_code == 401
+    assert not retrieve_events()
+
+
+# Metadata ----------------------------------------------------------------------
+
+
+def assert_matches_pydicom(document: dict, expected: dict) -> None:
+    """Compare metadata with pydicom's DICOM JSON of the stored file, element by element.
+
+    `expected` has every binary value inline; the metadata must have the
+    same value inline, or a BulkDataURI when the value is over the limit.
+    Group lengths (gggg,0000) are left out of the metadata.
+    """
+    expected = {tag: element for tag, element in expected.items() if not tag.endswith("0000")}
+    assert sorted(document) == sorted(expected)
+    for tag, element in document.items():
+        wanted = expected[tag]
+        if "BulkDataURI" in element:
+            assert element["vr"] == wanted["vr"], tag
+            assert len(base64.b64decode(wanted["InlineBinary"])) > metadata.BULK_DATA_THRESHOLD, tag
+        elif element["vr"] == "SQ" and "Value" in element:
+            assert len(element["Value"]) == len(wanted["Value"]), tag
+            for item, wanted_item in zip(element["Value"], wanted["Value"]):
+                assert_matches_pydicom(item, wanted_item)
+        else:
+            assert element == wanted, tag
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "chrH31.dcm", "rtplan.dcm", "SC_rgb_jpeg_dcmtk.dcm", "emri_small.dcm"])
+def test_instance_metadata_matches_pydicom(client, store, name):
+    ds = store(name)
+
+    response = client.get(instance_url(ds) + "/metadata", HTTP_ACCEPT="application/dicom+json")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/dicom+json"
+    (document,) = json.loads(response.content)
+    assert document.pop("00020010") == {"vr": "UI", "Value": [ds.file_meta.TransferSyntaxUID]}
+    assert_matches_pydicom(document, ds.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=0))
+
+
+def test_metadata_carries_non_latin_names(client, store):
+    ds = store("chrH31.dcm")
+
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+
+    (name,) = document["00100010"]["Value"]
+    assert name == {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
+
+
+def test_metadata_has_what_viewers_need(client, store):
+    ds = store("MR_small.dcm")
+
+    (document,) = json.loads(client.get(series_url(ds) + "/metadata").content)
+
+    keywords = [
+        "Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "WindowCenter", "WindowWidth",
+        "PhotometricInterpretation", "BitsAllocated", "BitsStored", "PixelRepresentation", "SOPClassUID", "SamplesPerPixel",
+    ]
+    for keyword in keywords:
+        tag = f"{pydicom.datadict.tag_for_keyword(keyword):08X}"
+        assert tag in document, keyword
+    assert document["00280010"] == {"vr": "US", "Value": [64]}
+    assert document["00280030"] == {"vr": "DS", "Value": [0.3125, 0.3125]}
+    assert document["00281050"] == {"vr": "DS", "Value": [600]}
+    assert document["00200013"] == {"vr": "IS", "Value": [1]}
+
+
+def test_ct_metadata_has_rescale(client, store):
+    ds = store("CT_small.dcm")
+
+    (document,) = json.loads(client.get(series_url(ds) + "/metadata").content)
+
+    assert document["00281053"] == {"vr": "DS", "Value": [1]}
+    assert document["00281052"] == {"vr": "DS", "Value": [-1024]}
+
+
+def test_pixel_data_becomes_a_bulk_data_uri(client, store):
+    ds = store("CT_small.dcm")
+
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+
+    assert document["7FE00010"] == {"vr": "OW", "BulkDataURI": f"http://testserver{instance_url(ds)}/bulkdata/7FE00010"}
+
+
+def test_multi_frame_metadata_names_frame_count(client, store):
+    ds = store("examples_ybr_color.dcm")
+
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+
+    assert document["00280008"] == {"vr": "IS", "Value": [30]}
+    assert document["00020010"]["Value"] == ["1.2.840.10008.1.2.4.50"]
+    assert document["7FE00010"]["vr"] == "OB"
+
+
+def test_study_metadata_lists_every_instance(client, store):
+    stored = [store(name, new_instance=True) for name in ("MR_small_RLE.dcm", "MR_small.dcm", "MR_small_jpeg_ls_lossless.dcm")]
+
+    documents = json.loads(client.get(f"/dicom-web/studies/{stored[0].StudyInstanceUID}/metadata").content)
+
+    assert sorted(document["00080018"]["Value"][0] for document in documents) == sorted(ds.SOPInstanceUID for ds in stored)
+
+
+def test_metadata_is_stored_and_reused(client, store):
+    ds = store("CT_small.dcm")
+    url = series_url(ds) + "/metadata"
+    first = client.get(url).content
+
+    row = InstanceMetadata.objects.get()
+    assert row.dataset_sha256 == Instance.objects.get().dataset_sha256
+    assert metadata.json_array([zlib.decompress(row.document)], origin="http://testserver") == first
+    # A second request reads the stored document and does not open the file.
+    stored_path(ds.SOPInstanceUID).rename(stored_path(ds.SOPInstanceUID).with_suffix(".away"))
+    try:
+        assert client.get(url).content == first
+    finally:
+        stored_path(ds.SOPInstanceUID).with_suffix(".away").rename(stored_path(ds.SOPInstanceUID))
+
+
+def test_metadata_is_rebuilt_when_the_instance_is_replaced(client, store, sample_file, settings):
+    settings.TELERAD = dataclasses.replace(settings.TELERAD, duplicate_policy=DuplicatePolicy.OVERWRITE)
+    ds = store("CT_small.dcm")
+    url = instance_url(ds) + "/metadata"
+    client.get(url)
+    changed = pydicom.dcmread(sample_file("CT_small.dcm"))
+    changed.SeriesDescription = "replaced copy"
+    buffer = io.BytesIO()
+    changed.save_as(buffer, enforce_file_format=True)
+    assert ingest.store_file(buffer.getvalue(), source=ingest.Source(kind="import")).outcome is ingest.Outcome.REPLACED
+
+    (document,) = json.loads(client.get(url).content)
+
+    assert document["0008103E"]["Value"] == ["replaced copy"]
+    assert InstanceMetadata.objects.get().dataset_sha256 == Instance.objects.get().dataset_sha256
+
+
+def test_metadata_request_writes_audit_event(client, store):
+    ds = store("CT_small.dcm")
+
+    client.get(series_url(ds) + "/metadata")
+
+    (event,) = retrieve_events()
+    assert event.study_instance_uid == ds.StudyInstanceUID
+    assert "metadata" in event.detail
+
+
+def test_series_metadata_takes_few_queries(client, store):
+    stored = [store(name, new_instance=True) for name in ("MR_small_RLE.dcm", "MR_small.dcm", "MR_small_jpeg_ls_lossless.dcm")]
+    url = f"/dicom-web/studies/{stored[0].StudyInstanceUID}/metadata"
+    client.get(url)
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+
+    metadata_queries = [query["sql"] for query in queries.captured_queries if "dicomweb_instancemetadata" in query["sql"]]
+    assert len(metadata_queries) == 1
+
+
+# Frames ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TRANSCODED_SAMPLES)
+def test_frames_equal_pixel_array(client, store, name):
+    ds = store(name)
+    pixels = ds.pixel_array
+    frame_count = int(ds.get("NumberOfFrames", 1) or 1)
+    numbers = [1] if frame_count == 1 else [frame_count, 1]
+    frames_of = (lambda number: pixels[number - 1]) if frame_count > 1 else (lambda number: pixels)
+
+    response = client.get(f"{instance_url(ds)}/frames/{','.join(map(str, numbers))}", HTTP_ACCEPT=f"{MULTIPART_OCTET}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}")
+
+    assert response.status_code == 200, response.content if not response.streaming else ""
+    parts = parse_multipart(response)
+    assert len(parts) == len(numbers)
+    for number, (headers, content) in zip(numbers, parts):
+        assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+        expected = frames_of(number)
+        frame = np.frombuffer(content, dtype=expected.dtype.newbyteorder("<")).reshape(expected.shape)
+        np.testing.assert_array_equal(frame, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [
+        ("SC_rgb_jpeg_dcmtk.dcm", "image/jpeg"),
+        ("MR_small_jp2klossless.dcm", "image/jp2"),
+        ("MR_small_jpeg_ls_lossless.dcm", "image/jls"),
+        ("SC_rgb_rle_2frame.dcm", "image/x-dicom-rle"),
+        ("examples_ybr_color.dcm", "image/jpeg"),
+    ],
+)
+def test_compressed_frames_are_sent_as_stored(client, store, name, media_type):
+    ds = store(name)
+    syntax = ds.file_meta.TransferSyntaxUID
+    frame_count = int(ds.get("NumberOfFrames", 1) or 1)
+    stored_frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=frame_count))
+
+    response = client.get(f"{instance_url(ds)}/frames/{frame_count}", HTTP_ACCEPT=f'multipart/related; type="{media_type}"')
+
+    ((headers, content),) = parse_multipart(response)
+    assert response["Content-Type"].startswith(f'multipart/related; type="{media_type}"')
+    assert headers["Content-Type"] == f"{media_type}; transfer-syntax={syntax}"
+    assert content == stored_frames[-1]
+
+
+def test_any_transfer_syntax_gets_frames_as_stored(client, store):
+    ds = store("MR_small_jpeg_ls_lossless.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT=f"{MULTIPART_OCTET}; transfer-syntax=*")
+
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.80"
+    assert content == next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+
+
+def test_octet_stream_without_syntax_gets_decoded_frames(client, store):
+    ds = store("MR_small_jpeg_ls_lossless.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT=MULTIPART_OCTET)
+
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+    assert content == ds.pixel_array.astype("<u2").tobytes()
+
+
+def test_frame_beyond_the_last_is_404(client, store):
+    ds = store("SC_rgb_rle_2frame.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1,3")
+
+    assert response.status_code == 404
+    assert "Frame 3 not found" in response.content.decode()
+    assert "2 frames" in response.content.decode()
+
+
+def test_frame_zero_is_400(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/0")
+
+    assert response.status_code == 400
+    assert "frame 0" in response.content.decode()
+
+
+def test_frames_of_instance_without_pixels_is_404(client, store):
+    ds = store("rtplan.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1")
+
+    assert response.status_code == 404
+    assert "has no pixel data" in response.content.decode()
+
+
+def test_uncompressed_frames_refuse_compressed_types(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT='multipart/related; type="image/jpeg"')
+
+    assert response.status_code == 406
+
+
+# Bulk data ---------------------------------------------------------------------
+
+
+def test_bulk_data_of_pixel_data_follows_metadata_uri(client, store):
+    ds = store("CT_small.dcm")
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+    uri = document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
+
+    response = client.get(uri, HTTP_ACCEPT=MULTIPART_OCTET)
+
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+    assert content == ds.PixelData
+
+
+def test_nested_bulk_data_is_returned(client, store, sample_file):
+    # A private OB value inside a sequence item, larger than the inline limit.
+    ds = pydicom.dcmread(sample_file("CT_small.dcm"))
+    item = pydicom.Dataset()
+    item.add_new(0x00091010, "LO", "TELERAD TEST")
+    item.add_new(0x00091011, "OB", bytes(range(256)) * 8)
+    ds.add_new(0x00091001, "LO", "TELERAD TEST")
+    ds.add_new(0x00091002, "SQ", pydicom.Sequence([item]))
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert ingest.store_file(buffer.getvalue(), source=ingest.Source(kind="import")).outcome.succeeded
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+    uri = document["00091002"]["Value"][0]["00091011"]["BulkDataURI"].removeprefix("http://testserver")
+    assert uri.endswith("/bulkdata/00091002/0/00091011")
+
+    multipart = client.get(uri)
+    single = client.get(uri, HTTP_ACCEPT="application/octet-stream")
+
+    ((_headers, content),) = parse_multipart(multipart)
+    assert content == bytes(range(256)) * 8
+    assert single["Content-Type"] == "application/octet-stream"
+    assert single.content == bytes(range(256)) * 8
+
+
+def test_bulk_data_of_big_endian_words_is_little_endian(client, store):
+    ds = store("MR_small_bigendian.dcm")
+
+    response = client.get(f"{instance_url(ds)}/bulkdata/7FE00010", HTTP_ACCEPT=MULTIPART_OCTET)
+
+    ((_headers, content),) = parse_multipart(response)
+    assert content == ds.pixel_array.astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize(("path", "status", "message"), [
+    ("7FE0", 400, "is not a tag"),
+    ("00540016/x/00181072", 400, "is not a tag"),
+    ("60003000", 404, "(6000,3000) not found"),
+    ("00540016/0/00181072", 404, "sequence (0054,0016) not found"),
+    ("00100010", 404, "not a binary value"),
+])
+def test_bad_bulk_data_paths(client, store, path, status, message):
+    ds = store("CT_small.dcm")
+
+    response = client.get(f"{instance_url(ds)}/bulkdata/{path}")
+
+    assert response.status_code == status
+    assert message in response.content.decode()
