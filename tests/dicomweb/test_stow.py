@@ -385,3 +385,20 @@ def test_bearer_token_store_needs_no_csrf_token(token_client, sample_file):
     response = post(token_client, multipart_body(sample_file("CT_small.dcm").read_bytes()))
 
     assert response.status_code == 200
+
+
+def test_store_to_study_rejects_unreadable_part(token_client):
+    response = post(token_client, multipart_body(b"not DICOM"), url=f"{STUDIES_URL}/{CT_STUDY}")
+
+    assert response.status_code == 409
+    assert values(failed(response)[0], FAILURE_REASON) == [FailureReason.CANNOT_UNDERSTAND]
+    assert "cannot be checked against the target study" in response["Warning"]
+
+
+def test_many_failures_keep_warning_header_short(token_client):
+    response = post(token_client, multipart_body(*[b"not DICOM"] * 30))
+
+    assert response.status_code == 409
+    assert len(failed(response)) == 30
+    assert response["Warning"].count('299 - "') == 20
+    assert "11 more parts" in response["Warning"]

@@ -35,6 +35,8 @@ DICOM_MEDIA_TYPE = "application/dicom"
 RESPONSE_OFFERS = (Offer("application/dicom+json"), Offer("application/json"))
 # Content-Transfer-Encoding values that leave the bytes as they are (RFC 2045 6.1).
 IDENTITY_ENCODINGS = frozenset({"", "binary", "8bit", "7bit"})
+# Warning header values per response, so that a large upload of bad parts keeps the header short.
+MAX_WARNINGS = 20
 UID_TAGS = {keyword: int(tag_for_keyword(keyword) or 0) for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")}
 
 
@@ -108,8 +110,12 @@ def store_instances(request: HttpRequest, study: str | None = None) -> HttpRespo
     except multipart.MalformedMultipart as exc:
         syntax_error = str(exc)
         if not any(outcome.stored for outcome in outcomes):
+            logger.warning("STOW-RS malformed body user=%s parts=%d error=%s", request.user.get_username(), len(outcomes), syntax_error)
             raise DicomwebError(400, _("The multipart body is malformed: %(error)s.") % {"error": syntax_error}) from None
     except multipart.BodyTooLarge as exc:
+        # NOTE: parts completed before the limit was reached stay stored and
+        # audited, but a 413 does not list them; sending them again is harmless.
+        logger.warning("STOW-RS body over the limit user=%s limit_bytes=%d stored_parts=%d", request.user.get_username(), exc.limit, sum(outcome.stored for outcome in outcomes))
         raise DicomwebError(413, _("The request body is larger than the limit of %(limit)d MiB (TELERAD_DICOMWEB_MAX_UPLOAD_MB); send the instances in several requests.") % {"limit": exc.limit // (1024 * 1024)}) from None
     finally:
         _record_stored_studies(request, outcomes)
@@ -134,6 +140,7 @@ def _require_content_length_within(request: HttpRequest, max_bytes: int) -> None
     # before any view runs, so this check saves parsing, not disk space.
     length = request.META.get("CONTENT_LENGTH") or ""
     if length.isdigit() and int(length) > max_bytes:
+        logger.warning("STOW-RS body over the limit user=%s content_length=%s limit_bytes=%d", request.user.get_username(), length, max_bytes)
         raise DicomwebError(413, _("The request body of %(length)s bytes is larger than the limit of %(limit)d MiB (TELERAD_DICOMWEB_MAX_UPLOAD_MB); send the instances in several requests.") % {"length": length, "limit": max_bytes // (1024 * 1024)})
 
 
@@ -219,7 +226,11 @@ def _rejection_before_storing(identifiers: Identifiers, study: str | None) -> tu
     if syntax and syntax not in ingest.KNOWN_TRANSFER_SYNTAXES:
         return FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED, f"the transfer syntax {syntax!r} is not supported"
     # PS3.18 Table 10.5.3-1 names a Study Instance UID mismatch as a conflict, so /studies/{study} stores only that study.
-    if study is not None and identifiers.study_instance_uid and identifiers.study_instance_uid != study:
+    if study is None:
+        return None
+    if not identifiers.study_instance_uid:
+        return FailureReason.CANNOT_UNDERSTAND, "the StudyInstanceUID of the instance cannot be read, so it cannot be checked against the target study"
+    if identifiers.study_instance_uid != study:
         return FailureReason.STUDY_INSTANCE_UID_MISMATCH, f"the instance belongs to study {identifiers.study_instance_uid}, not to the target study {study}"
     return None
 
@@ -259,6 +270,8 @@ def _store_response(request: HttpRequest, study: str | None, outcomes: list[Part
     warnings = [f"part {outcome.part_number}: {outcome.message}" for outcome in outcomes if outcome.message and (outcome.warning or outcome.failure)]
     if syntax_error:
         warnings.append(f"the multipart body is malformed after part {len(outcomes)}: {syntax_error}")
+    if len(warnings) > MAX_WARNINGS:
+        warnings[MAX_WARNINGS - 1:] = [f"{len(warnings) - MAX_WARNINGS + 1} more parts with warnings or failures; see the response body"]
     if warnings:
         response["Warning"] = ", ".join(_warning_value(text) for text in warnings)
     return response
