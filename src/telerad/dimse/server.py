@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
@@ -89,7 +89,11 @@ def build_application_entity() -> AE:
     ae.network_timeout = 60
     ae.acse_timeout = 30
     ae.dimse_timeout = 60
-    transfer_syntaxes = [str(uid) for uid in AllTransferSyntaxes]
+    # pynetdicom accepts, from each proposed context, the first syntax of this
+    # list that the context contains. Explicit VR Little Endian comes first
+    # because most stored instances are in it, so that a C-GET SCU proposing
+    # all uncompressed syntaxes in one context receives them unchanged.
+    transfer_syntaxes = [str(ExplicitVRLittleEndian), *(str(uid) for uid in AllTransferSyntaxes if uid != ExplicitVRLittleEndian)]
     ae.add_supported_context(Verification, transfer_syntaxes)
     for sop_class_uid in _STORAGE_CLASSES.values():
         # PS3.7 D.3.3.4: a C-GET SCU proposes the SCP role for the storage
