@@ -13,7 +13,7 @@ from django.test import Client
 from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from telerad.archive.ingest import Outcome, Source, store_file
+from telerad.archive.ingest import Outcome, Source, default_storage, store_file
 from telerad.archive.models import Instance
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
@@ -675,3 +675,18 @@ def test_failed_request_writes_no_retrieve_event(radiologist, stored):
     radiologist.get(url(row, "rendered"), {"quality": "0"})
 
     assert not AuditEvent.objects.filter(action=Action.RETRIEVE).exists()
+
+
+def test_missing_stored_file_is_500_without_its_path(radiologist, stored):
+    row = stored("CT_small.dcm")
+    path = default_storage().path(row.storage_key)
+    moved = path.with_suffix(".moved")
+    path.rename(moved)
+    try:
+        response = radiologist.get(url(row, "rendered"))
+    finally:
+        moved.rename(path)
+
+    assert response.status_code == 500
+    assert "could not be read" in response.content.decode()
+    assert str(path) not in response.content.decode()

@@ -94,8 +94,11 @@ def read_dataset(path: Path) -> Dataset:
     """Read a stored Part 10 file; raise NotAnImage when it carries no pixel data."""
     try:
         dataset = dcmread(path)
-    except (InvalidDicomError, OSError, ValueError) as exc:
-        raise UndecodablePixelData(f"the stored file could not be read: {exc}") from exc
+    except OSError as exc:
+        # The message leaves out the path, which is no business of the client.
+        raise UndecodablePixelData(f"the stored file could not be read ({exc.strerror or type(exc).__name__})") from exc
+    except (InvalidDicomError, ValueError) as exc:
+        raise UndecodablePixelData(f"the stored file is not valid DICOM: {exc}") from exc
     if not any(keyword in dataset for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise NotAnImage(f"the instance has no pixel data (SOP Class {dataset.get('SOPClassUID', 'unknown')}), so it has no image rendering")
     return dataset

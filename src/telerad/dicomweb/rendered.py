@@ -8,22 +8,25 @@ Query parameters of rendered resources:
   function ``linear`` (the default), ``linear-exact`` or ``sigmoid``. Colour
   images ignore it.
 - ``viewport=vw,vh[,sx,sy,sw,sh]``: fit the image, or its source region
-  starting at (sx, sy) and |sw| x |sh| pixels in size, into vw x vh keeping
-  the aspect ratio. A negative sw or sh flips that axis.
+  starting at (sx, sy) and |sw| x |sh| pixels in size (cut at the image's
+  edge), into vw x vh keeping the aspect ratio. A negative sw or sh flips
+  that axis. NOTE: the region of a negative sw or sh still extends right
+  and down from (sx, sy); other servers may read it as extending left or up.
 - ``quality=1..100``: JPEG quality.
 - ``annotation`` is accepted and ignored: images are rendered without burned-in text.
 
 A multi-frame instance rendered without a frame list comes back as
 multipart/related (one part per frame) when the Accept header names
 multipart/related. Otherwise it comes back as one image of its first frame.
-A single frame comes as multipart/related of one part when only that is acceptable. A frame list
-of more than one frame needs multipart/related. Study and series rendered
-resources are multipart/related with one image (the first frame) per image
-instance, rendered while the response streams.
+A single frame comes as multipart/related of one part when only that is
+acceptable. A frame list of more than one frame needs multipart/related.
+Study and series rendered resources are multipart/related with one image
+(the first frame) per image instance, rendered while the response streams.
 
 Thumbnails take ``viewport`` only and default to 128 x 128. A study's
-thumbnail is the middle image instance of its first series with images; a
-series' thumbnail its middle image instance; an instance's its middle frame.
+thumbnail is the middle image instance of its first series with images. A
+series' thumbnail is its middle image instance, and an instance's thumbnail
+its middle frame.
 """
 
 from __future__ import annotations
@@ -310,8 +313,8 @@ def _render_instance(request: HttpRequest, row: Instance, frame_numbers: list[in
 
     images = render_frames(row, frame_numbers, parameters, choice.media_type)
     first = next(images)
-    study = row.series.study
-    _audit(request, study, f"rendered {choice.media_type} sop_instance_uid={row.sop_instance_uid} frames={','.join(map(str, frame_numbers))}")
+    frames = ",".join(map(str, frame_numbers)) if explicit_frames or len(frame_numbers) == 1 else f"all {len(frame_numbers)}"
+    _audit(request, row.series.study, f"rendered {choice.media_type} sop_instance_uid={row.sop_instance_uid} frames={frames}")
     if choice.multipart:
         return _multipart_response(first, images, choice.media_type)
     return _image_response(first, choice.media_type)
