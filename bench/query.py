@@ -88,6 +88,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, help="folder for the servers' data; with --keep, a later run with the same folder reuses what is loaded (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data (and the PostgreSQL database) for a later run")
     parser.add_argument("--skip-orthanc", action="store_true", help="measure telerad only")
+    parser.add_argument("--load-only", action="store_true", help="load the archive into the servers and stop, without measuring; use with --work-dir and --keep")
     arguments = parser.parse_args(argv)
     if arguments.studies < 2:
         parser.error("--studies must be at least 2")
@@ -98,6 +99,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be from 1 to 1000")
     if arguments.database != "sqlite" and not arguments.database.startswith(("postgresql://", "postgres://")):
         parser.error("--database must be sqlite or a postgresql:// URL")
+    if arguments.load_only and not (arguments.keep and arguments.work_dir):
+        parser.error("--load-only needs --work-dir and --keep, or the loaded data is deleted at once")
     return arguments
 
 
@@ -440,10 +443,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     telerad_folder = work / f"telerad-{'sqlite' if arguments.database == 'sqlite' else 'postgresql'}"
     reuse_database = is_loaded(telerad_folder, archive)
+    # A reused folder may contain caches that the first metadata call of a
+    # fresh load would have built, so the report says which case it measured.
+    orthanc_reused = is_loaded(work / "orthanc", archive)
 
     try:
         with telerad_database(arguments, reuse_database) as database_url:
             telerad, orthanc = prepare_servers(arguments, archive, work, database_url, orthanc_reason is None)
+            if arguments.load_only:
+                progress(f"loaded; the data is in {work}")
+                return 0
             token = create_token(telerad)
             report = run_measurements(telerad, orthanc, token, archive, arguments)
     except common.BenchmarkError as exc:
@@ -458,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         f"query and retrieve, {arguments.rounds} rounds, {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"telerad database: {database_text}",
+        f"data: telerad's {'reused from an earlier run' if reuse_database else 'loaded in this run'}, "
+        f"Orthanc's {'reused from an earlier run' if orthanc_reused else 'loaded in this run'}, in {work}",
         *describe_counts(archive),
         "",
         *format_report(telerad_target, orthanc_target),
