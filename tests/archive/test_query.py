@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
@@ -412,3 +413,28 @@ def test_limit_and_offset_page_newest_first(archive):
     assert [row["PatientID"] for row in compiled.rows(limit=3, offset=1)] == ["642341", "11-05-25-142825", "2008-3"]
     assert len(list(compiled.rows(offset=compiled.queryset.count() - 1))) == 1
     assert len(list(compiled.rows(limit=0))) == 0
+
+
+def test_patient_name_found_by_later_group_and_wildcard(archive):
+    assert matching_studies(archive, {"PatientName": "やまだ*"}) == {"chrH31.dcm", "chrH32.dcm", "chrJapMulti.dcm"}
+    assert matching_studies(archive, {"PatientName": "yamada^*"}) == {"chrH31.dcm"}
+
+
+def patient_name_plan(value: str) -> str:
+    """Return the database's plan for a study query on PatientName, with table scans disabled on PostgreSQL."""
+    compiled = compile_query("STUDY", {"PatientName": value, "StudyInstanceUID": ""})
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # On tables this small a scan is cheaper, so PostgreSQL would rightly prefer it.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        return compiled.queryset.values_list("study_instance_uid").explain()
+
+
+def test_patient_name_query_uses_both_name_indexes(archive):
+    plan = patient_name_plan("doe*")
+
+    assert "archive_patient_patient_name_folded" in plan
+    assert "patient_name_with_groups" in plan
+    if connection.vendor == "sqlite":
+        # A range search of the index, not a scan of the whole of it.
+        assert "patient_name_folded>?" in plan

@@ -26,6 +26,15 @@ class Patient(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["patient_id", "issuer_of_patient_id"], name="patient_unique_identifier"),
         ]
+        indexes = [
+            # Names with ideographic or phonetic groups, which name matching
+            # searches past the first "=" (see telerad.archive.query).
+            models.Index(
+                fields=["patient_name_folded"],
+                condition=models.Q(patient_name_folded__contains="="),
+                name="patient_name_with_groups",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.patient_id or f"patient {self.pk}"

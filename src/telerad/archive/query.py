@@ -22,7 +22,7 @@ import enum
 import re
 from typing import Any, Callable, Iterator, Mapping
 
-from django.db.models import Count, F, IntegerField, Lookup, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import BooleanField, Count, F, Func, IntegerField, Lookup, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.expressions import OrderBy
 from django.db.models.functions import Coalesce
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -376,7 +376,7 @@ def _ancestor_conditions(remaining: dict[str, str], table: str, options: Matchin
 
     A subquery lets the database find the few matching parents first, by
     their own indexes, instead of testing the parent of every row it scans
-    in result order; "PatientName=DOE*" over all studies then reads the
+    in result order. So "PatientName=DOE*" over all studies reads the
     patient table once rather than once per study.
     """
     by_table: dict[str, dict[str, str]] = {}
@@ -406,7 +406,9 @@ def _key_condition(key: QueryKey, table: str, value: str, options: MatchingOptio
     if key.vr in {"IS", "US"}:
         return Q(**{path: _integer(key.keyword, key.vr, value)})
     if key.vr == "PN":
-        return _person_name_condition(f"{path}_folded", value, fuzzy=options.fuzzy_names)
+        # Only the patient table has the index of names with groups.
+        indexed = key.keyword == "PatientName" and table == "patient"
+        return _person_name_condition(f"{path}_folded", value, fuzzy=options.fuzzy_names, groups_indexed=indexed)
     return _text_condition(path, value, key.vr)
 
 
@@ -466,16 +468,36 @@ def _wildcard(path: str, pattern: str) -> Q:
     return Q(WildcardMatch(F(path), pattern))
 
 
-def _person_name_condition(folded_path: str, value: str, *, fuzzy: bool) -> Q:
+def _person_name_condition(folded_path: str, value: str, *, fuzzy: bool, groups_indexed: bool = False) -> Q:
     """Match PN values on the folded column, ignoring case and accents, any of a backslash-separated list."""
     condition = Q()
     for name in value.split("\\"):
         folded = fold(name.strip())
-        condition |= _fuzzy_name_condition(folded_path, folded) if fuzzy else _name_condition(folded_path, folded)
+        if fuzzy:
+            condition |= _fuzzy_name_condition(folded_path, folded)
+        else:
+            condition |= _name_condition(folded_path, folded, groups_indexed=groups_indexed)
     return condition
 
 
-def _name_condition(path: str, name: str) -> Q:
+class HasComponentGroups(Func):
+    """True for a folded PN value with a second or third component group, that is with an "=".
+
+    The SQL is the condition of the partial index patient_name_with_groups,
+    written out as a literal: SQLite uses a partial index only for a query
+    that repeats its condition with the same constant, not with a bound parameter.
+    """
+
+    output_field = BooleanField()
+    conditional = True
+    # "%%%%" is "%%" after the template is filled in, and "%" after the driver's parameter substitution.
+    template = "%(expressions)s LIKE '%%%%=%%%%' ESCAPE '\\'"
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        return self.as_sql(compiler, connection, template="%(expressions)s::text LIKE '%%%%=%%%%'", **extra)
+
+
+def _name_condition(path: str, name: str, *, groups_indexed: bool) -> Q:
     """Match a folded name against the whole stored name or, unless it names groups itself, any one component group.
 
     So "yamada^tarou" and "山田^太郎" both find "Yamada^Tarou=山田^太郎=やまだ^たろう".
@@ -491,9 +513,20 @@ def _name_condition(path: str, name: str) -> Q:
         # PS3.5 6.2: trailing empty components may be left out, so "OB" names "OB^^^^" too.
         stem = name.rstrip("^")
         whole = Q(**{f"{path}__in": [stem + "^" * count for count in range(MAX_TRAILING_CARETS + 1)]})
-    # NOTE: the group alternatives start with a wild card, so a name query
-    # scans the table instead of using the index on the folded column.
-    return whole | _wildcard(path, f"{name}=*") | _wildcard(path, f"*={name}") | _wildcard(path, f"*={name}=*")
+    # The first group, alone or followed by others: a prefix search on the index of the folded column.
+    first_group = whole | _wildcard(path, f"{name}=*")
+    later_groups = _wildcard(path, f"*={name}") | _wildcard(path, f"*={name}=*")
+    if not groups_indexed:
+        # NOTE: the later-group alternatives start with a wild card, so this
+        # scans the table instead of using an index.
+        return first_group | later_groups
+
+    # A union of two queries, so that each can use its own index: a prefix
+    # search for the first group, and a scan of only the names with groups
+    # for the others.
+    patients = Patient.objects.order_by().values("pk")
+    with_groups = Q(HasComponentGroups(path)) & later_groups
+    return Q(pk__in=patients.filter(first_group).union(patients.filter(with_groups)))
 
 
 def _fuzzy_name_condition(path: str, name: str) -> Q:
