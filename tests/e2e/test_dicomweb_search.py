@@ -72,7 +72,7 @@ def client(server: TeleradServer, stored: Index) -> DICOMwebClient:
     token = server.run("token", "create", USER).stdout.strip()
     session = requests.Session()
     # requests lets REQUESTS_CA_BUNDLE from the environment override
-    # Session.verify (requests issue 3829), so the environment is not read.
+    # Session.verify (seen with requests 2.34), so the environment is not read.
     session.trust_env = False
     session.verify = str(server.data_dir / "tls" / "telerad.crt")
     session.headers["Authorization"] = f"Bearer {token}"

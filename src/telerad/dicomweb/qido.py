@@ -5,6 +5,11 @@ matches it with :mod:`telerad.archive.query`, the engine C-FIND uses, with
 relational matching, so that ``/studies?Modality=CT`` finds studies with a CT
 series. The matching rows become DICOM JSON (PS3.18 Annex F) straight from
 the index values, without building a pydicom Dataset per result.
+
+A search without matches returns 200 with an empty array. PS3.18 2025e still
+names 204 No Content for it, but a 204 response carries no content (RFC 9110
+15.3.5), and Change Proposal 2473 (2025) moves the search transaction to 200.
+dicomweb-client reads both as no results.
 """
 
 from __future__ import annotations
