@@ -8,6 +8,7 @@ import io
 import json
 import re
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -22,7 +23,7 @@ from telerad.archive.models import Instance
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
 from telerad.config import DuplicatePolicy
-from telerad.dicomweb import metadata
+from telerad.dicomweb import dicomjson, metadata
 from telerad.dicomweb.models import InstanceMetadata
 
 pytestmark = pytest.mark.django_db
@@ -277,8 +278,11 @@ def assert_matches_pydicom(document: dict, expected: dict) -> None:
         wanted = expected[tag]
         if "BulkDataURI" in element:
             assert element["vr"] == wanted["vr"], tag
-            assert len(base64.b64decode(wanted["InlineBinary"])) > metadata.BULK_DATA_THRESHOLD, tag
-        elif element["vr"] == "SQ" and "Value" in element:
+            assert len(base64.b64decode(wanted["InlineBinary"])) > dicomjson.BULK_DATA_THRESHOLD, tag
+        elif element["vr"] == "SQ" and "Value" not in element:
+            # An empty sequence has no Value, where pydicom writes an empty list.
+            assert wanted.get("Value", []) == [], tag
+        elif element["vr"] == "SQ":
             assert len(element["Value"]) == len(wanted["Value"]), tag
             for item, wanted_item in zip(element["Value"], wanted["Value"]):
                 assert_matches_pydicom(item, wanted_item)
@@ -582,3 +586,22 @@ def test_bad_bulk_data_paths(client, store, path, status, message):
 
     assert response.status_code == status
     assert message in response.content.decode()
+
+
+def sample_paths() -> list:
+    import data_store
+
+    folders = [Path(pydicom.__file__).parent / "data" / "test_files", Path(pydicom.__file__).parent / "data" / "charset_files", Path(data_store.DataStore().data_path)]
+    return sorted(path for folder in folders for path in folder.glob("*.dcm"))
+
+
+@pytest.mark.parametrize("path", sample_paths(), ids=lambda path: path.name)
+def test_json_encoder_matches_pydicom(path):
+    try:
+        expected = pydicom.dcmread(path).to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=0)
+    except Exception as exc:  # noqa: BLE001 - files pydicom itself cannot read or encode are no reference
+        pytest.skip(f"pydicom cannot encode {path.name}: {exc}")
+
+    document = dicomjson.dataset_json(pydicom.dcmread(path, defer_size=dicomjson.BULK_DATA_THRESHOLD), lambda tag_path: tag_path)
+
+    assert_matches_pydicom(document, expected)
