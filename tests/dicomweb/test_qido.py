@@ -358,7 +358,7 @@ def test_limit_and_offset_page_through_studies(client):
     second = client.get(BASE + "/studies", {"limit": "2", "offset": "2"})
 
     assert len(first.json()) == 2
-    assert first["Warning"] == f'299 http://testserver{BASE} "{qido.MORE_RESULTS_WARNING}"'
+    assert first["Warning"] == f'299 http://testserver{BASE}: "{qido.MORE_RESULTS_WARNING}"'
     assert len(second.json()) == 2
     assert "Warning" not in second
     assert not set(by_study(first.json())) & set(by_study(second.json()))
@@ -388,7 +388,7 @@ def test_attribute_not_in_the_index_is_ignored_with_a_warning(client):
 
     assert response.status_code == 200
     assert len(response.json()) == 4
-    assert response["Warning"].startswith(f"299 http://testserver{BASE} ")
+    assert response["Warning"].startswith(f"299 http://testserver{BASE}: ")
     assert "00080080" in response["Warning"]
 
 
@@ -397,6 +397,21 @@ def test_private_tag_is_ignored_with_a_warning(client):
 
     assert response.status_code == 200
     assert "00091001" in response["Warning"]
+
+
+def test_attribute_in_a_sequence_is_ignored_with_a_warning(client):
+    response = client.get(BASE + "/studies", {"RequestAttributesSequence.RequestedProcedureID": "X1"})
+
+    assert response.status_code == 200
+    assert len(response.json()) == 4
+    assert "00400275.00401001" in response["Warning"]
+
+
+def test_other_charset_gets_406(client):
+    response = client.get(BASE + "/studies", {"charset": "iso-8859-1"})
+
+    assert response.status_code == 406
+    assert b"utf-8" in response.content
 
 
 @pytest.mark.parametrize(
@@ -424,6 +439,13 @@ def test_bad_query_gets_400_naming_the_parameter(client, path, parameters, named
     message = failure(client, path, **parameters)
 
     assert named in message
+
+
+def test_key_as_keyword_and_tag_gets_400(client):
+    response = client.get(BASE + "/studies?PatientID=1CT1&00100020=4MR1")
+
+    assert response.status_code == 400
+    assert b"00100020" in response.content
 
 
 def test_repeated_query_key_gets_400(client):
