@@ -71,6 +71,17 @@ def test_viewer_page_carries_isolation_and_a_strict_policy(browser):
 
 
 @needs_viewer
+def test_viewer_lets_only_worker_scripts_evaluate_strings(browser):
+    worker = install.installed_manifest()["worker_scripts"][0]
+
+    page_policy = browser.get("/viewer/")["Content-Security-Policy"]
+    worker_policy = browser.get(f"/viewer/{worker}")["Content-Security-Policy"]
+
+    assert "'unsafe-eval'" not in page_policy
+    assert "'unsafe-eval'" in worker_policy
+
+
+@needs_viewer
 def test_viewer_serves_hashed_bundles_compressed_and_immutable(browser):
     name = hashed_bundle()
 

@@ -30,6 +30,10 @@ from pathlib import Path
 OHIF_VERSION = "3.13.2"
 OHIF_INTEGRITY = "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 
+# Changes whenever this installer writes something different, so that the
+# set-up knows to install again.
+INSTALL_ID = f"{OHIF_VERSION}-2"
+
 PREFIX = "/viewer/"
 DEFAULT_DESTINATION = Path(__file__).resolve().parent / "ohif"
 # Written last, so that a folder without it is an unfinished install.
@@ -43,6 +47,9 @@ COMPRESSED_SUFFIXES = (".js", ".css", ".wasm", ".json", ".html", ".map", ".svg",
 COMPRESS_MIN_BYTES = 1024
 
 PUBLIC_PATH = '__webpack_require__.p = "/";'
+# Webpack's runtime for loading chunks inside a web worker: the bundles that
+# have it are worker entry points.
+WORKER_RUNTIME = "webpack/runtime/import_scripts_chunk_loading"
 
 
 class InstallError(Exception):
@@ -100,6 +107,11 @@ def _rewrite_public_paths(dist: Path) -> int:
     return rewritten
 
 
+def _worker_scripts(dist: Path) -> list[str]:
+    """Name the bundles that start web workers; a worker runs under the policy sent with its own script."""
+    return sorted(path.name for path in dist.glob("*.js") if WORKER_RUNTIME in path.read_text(encoding="utf-8", errors="replace"))
+
+
 def _rewrite_stylesheet(dist: Path) -> None:
     path = dist / "app.bundle.css"
     if not path.is_file():
@@ -134,7 +146,14 @@ def install(tarball: Path, destination: Path = DEFAULT_DESTINATION, *, check_int
         bundles = _rewrite_public_paths(dist)
         _rewrite_stylesheet(dist)
         compressed = _compress(dist)
-        manifest = {"ohif_version": OHIF_VERSION, "inline_script_hashes": script_hashes, "bundles_rewritten": bundles, "compressed_files": compressed}
+        manifest = {
+            "install_id": INSTALL_ID,
+            "ohif_version": OHIF_VERSION,
+            "inline_script_hashes": script_hashes,
+            "worker_scripts": _worker_scripts(dist),
+            "bundles_rewritten": bundles,
+            "compressed_files": compressed,
+        }
         (dist / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         previous = Path(work) / "previous"
         if destination.exists():

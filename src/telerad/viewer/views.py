@@ -55,13 +55,19 @@ def _manifest(directory: Path) -> dict[str, Any] | None:
     return install.installed_manifest(directory)
 
 
-def content_security_policy(script_hashes: list[str]) -> str:
-    """Allow what OHIF needs and nothing more: its own files, its inline start-up scripts by hash, wasm codecs and blob workers."""
+def content_security_policy(script_hashes: list[str], *, worker: bool = False) -> str:
+    """Allow what OHIF needs and nothing more: its own files, its inline start-up scripts by hash, wasm codecs and blob workers.
+
+    A web worker runs under the policy of its own script. The image decoding
+    worker compiles JavaScript from strings (the wasm codecs' glue code does),
+    so worker scripts, and only they, may evaluate strings.
+    """
     hashes = " ".join(f"'{value}'" for value in script_hashes)
+    evaluation = "'unsafe-eval' 'wasm-unsafe-eval'" if worker else "'wasm-unsafe-eval'"
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'self' {hashes} 'wasm-unsafe-eval'",
+            f"script-src 'self' {hashes} {evaluation}",
             # React and cornerstone set inline styles.
             "style-src 'self' 'unsafe-inline'",
             "img-src 'self' data: blob:",
@@ -76,8 +82,8 @@ def content_security_policy(script_hashes: list[str]) -> str:
     )
 
 
-def _with_viewer_headers(response: HttpResponse, manifest: dict[str, Any]) -> HttpResponse:
-    response["Content-Security-Policy"] = content_security_policy(list(manifest.get("inline_script_hashes", [])))
+def _with_viewer_headers(response: HttpResponse, manifest: dict[str, Any], *, worker: bool = False) -> HttpResponse:
+    response["Content-Security-Policy"] = content_security_policy(list(manifest.get("inline_script_hashes", [])), worker=worker)
     # Cross-origin isolation gives the viewer SharedArrayBuffer, which its
     # multi-threaded decoders use; everything it loads is same-origin.
     response["Cross-Origin-Opener-Policy"] = "same-origin"
@@ -102,7 +108,7 @@ def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -
         response = FileResponse(path.open("rb"), content_type=content_type, filename=path.name)
     response["Vary"] = "Accept-Encoding"
     response["Cache-Control"] = IMMUTABLE if HASHED_NAME.search(path.name) else REVALIDATE
-    return _with_viewer_headers(response, manifest)
+    return _with_viewer_headers(response, manifest, worker=path.name in manifest.get("worker_scripts", ()))
 
 
 def _resolve(directory: Path, relative: str) -> Path | None:
