@@ -400,5 +400,5 @@ def test_many_failures_keep_warning_header_short(token_client):
 
     assert response.status_code == 409
     assert len(failed(response)) == 30
-    assert response["Warning"].count('299 - "') == 20
+    assert response["Warning"].count('299 http://testserver/dicom-web: "') == 20
     assert "11 more parts" in response["Warning"]

@@ -273,7 +273,8 @@ def _store_response(request: HttpRequest, study: str | None, outcomes: list[Part
     if len(warnings) > MAX_WARNINGS:
         warnings[MAX_WARNINGS - 1:] = [f"{len(warnings) - MAX_WARNINGS + 1} more parts with warnings or failures; see the response body"]
     if warnings:
-        response["Warning"] = ", ".join(_warning_value(text) for text in warnings)
+        service = request.build_absolute_uri(reverse("dicomweb:studies")).removesuffix("/studies")
+        response["Warning"] = ", ".join(_warning_value(service, text) for text in warnings)
     return response
 
 
@@ -325,10 +326,10 @@ def _absolute(request: HttpRequest, name: str, **kwargs: Any) -> str:
     return request.build_absolute_uri(reverse(name, kwargs=kwargs))
 
 
-def _warning_value(text: str) -> str:
-    """Format a Warning header value (RFC 7234 5.5): code 299, no agent, the text as a quoted ASCII string."""
+def _warning_value(service: str, text: str) -> str:
+    """Format a Warning header value in the PS3.18 form 299 {+service}: "text", in ASCII."""
     quoted = text.encode("ascii", errors="replace").decode("ascii").replace("\\", "\\\\").replace('"', '\\"')
-    return f'299 - "{quoted}"'
+    return f'299 {service}: "{quoted}"'
 
 
 def _log_summary(request: HttpRequest, outcomes: list[PartOutcome], syntax_error: str) -> None:
