@@ -82,3 +82,30 @@ def test_record_access_records_every_download(reader):
         record_access(request_by(reader, path), Action.RETRIEVE, study_instance_uid=STUDY)
 
     assert AuditEvent.objects.count() == 2
+
+
+def test_post_without_credentials_gets_401_before_any_csrf_check():
+    response = Client(enforce_csrf_checks=True).post("/dicom-web/studies", b"", content_type="multipart/related; type=\"application/dicom\"; boundary=x")
+
+    assert response.status_code == 401
+
+
+def test_post_from_a_session_without_csrf_token_gets_403(reader):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reader)
+
+    response = client.post("/dicom-web/studies", b"", content_type="multipart/related; type=\"application/dicom\"; boundary=x")
+
+    assert response.status_code == 403
+
+
+def test_post_with_a_token_needs_no_csrf_token(reader):
+    from telerad.accounts.tokens import create_token
+
+    _token, text = create_token(reader)
+    response = Client(enforce_csrf_checks=True).post(
+        "/dicom-web/studies", b"--x--\r\n", content_type="multipart/related; type=\"application/dicom\"; boundary=x",
+        headers={"Authorization": f"Bearer {text}"},
+    )
+
+    assert response.status_code not in (401, 403)

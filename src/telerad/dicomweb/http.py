@@ -15,8 +15,10 @@ from typing import Any, Callable
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 
 from telerad.accounts.tokens import unauthorized
 from telerad.audit import events as audit
@@ -70,10 +72,20 @@ def by_method(**views: View) -> View:
             response = HttpResponse(_("Method %(method)s is not allowed here; use %(allowed)s.") % {"method": request.method, "allowed": allowed} + "\n", status=405, content_type="text/plain; charset=utf-8")
             response["Allow"] = allowed
             return response
+        if request.user.is_authenticated:
+            # The CSRF check protects cookie sessions; token requests are
+            # exempt (see BearerTokenMiddleware). It runs here, after the
+            # authentication check, so that a request without credentials
+            # gets 401 rather than a CSRF failure.
+            rejection = _CSRF_CHECK.process_view(request, view, args, kwargs)
+            if rejection is not None:
+                return rejection
         return view(request, *args, **kwargs)
 
-    # Session requests keep Django's CSRF check; token requests are exempt (see BearerTokenMiddleware).
-    return login_not_required(dispatch)
+    return login_not_required(csrf_exempt(dispatch))
+
+
+_CSRF_CHECK = CsrfViewMiddleware(lambda request: HttpResponse())
 
 
 def client_address(request: HttpRequest) -> str:
