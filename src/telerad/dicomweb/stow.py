@@ -136,8 +136,8 @@ def _boundary_of_request(request: HttpRequest) -> bytes:
 
 
 def _require_content_length_within(request: HttpRequest, max_bytes: int) -> None:
-    # NOTE: Django's ASGI handler spools the whole body to a temporary file
-    # before any view runs, so this check saves parsing, not disk space.
+    # Under `telerad serve`, telerad.core.body_limit refuses such a body
+    # before Django spools it; this check covers other ways of running.
     length = request.META.get("CONTENT_LENGTH") or ""
     if length.isdigit() and int(length) > max_bytes:
         logger.warning("STOW-RS body over the limit user=%s content_length=%s limit_bytes=%d", request.user.get_username(), length, max_bytes)
