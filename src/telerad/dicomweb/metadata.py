@@ -15,7 +15,7 @@ import json
 import logging
 import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from django.urls import reverse
 from pydicom import dcmread

@@ -21,16 +21,12 @@ CRLF = b"\r\n"
 class Part:
     """One body part: its Content-Type and the chunks of its content."""
 
-    def __init__(self, content_type: str, chunks: Iterable[bytes], *, location: str = ""):
+    def __init__(self, content_type: str, chunks: Iterable[bytes]):
         self.content_type = content_type
         self.chunks = chunks
-        self.location = location
 
     def header(self) -> bytes:
-        lines = [f"Content-Type: {self.content_type}"]
-        if self.location:
-            lines.append(f"Content-Location: {self.location}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        return f"Content-Type: {self.content_type}\r\n\r\n".encode("ascii")
 
 
 def file_chunks(path: Path, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
