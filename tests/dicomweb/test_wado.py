@@ -523,6 +523,44 @@ def test_uncompressed_frames_refuse_compressed_types(client, store):
     assert response.status_code == 406
 
 
+# Conditional requests ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["/frames/1", "/metadata", ""])
+def test_unchanged_response_is_304(client, store, suffix):
+    ds = store("CT_small.dcm")
+    url = instance_url(ds) + suffix
+    first = client.get(url)
+    tag = first["ETag"]
+
+    again = client.get(url, HTTP_IF_NONE_MATCH=tag)
+
+    assert first.status_code == 200
+    assert first["Cache-Control"] == "private, no-cache"
+    assert "Accept" in [name.strip() for name in first["Vary"].split(",")]
+    assert again.status_code == 304
+    assert again["ETag"] == tag
+
+
+def test_entity_tag_follows_accept_and_content(client, store, sample_file, settings):
+    settings.TELERAD = dataclasses.replace(settings.TELERAD, duplicate_policy=DuplicatePolicy.OVERWRITE)
+    ds = store("CT_small.dcm")
+    url = instance_url(ds) + "/frames/1"
+    tag = client.get(url)["ETag"]
+    changed = pydicom.dcmread(sample_file("CT_small.dcm"))
+    changed.WindowCenter = 40
+    buffer = io.BytesIO()
+    changed.save_as(buffer, enforce_file_format=True)
+
+    other_accept = client.get(url, HTTP_ACCEPT=f"{MULTIPART_OCTET}; transfer-syntax=*", HTTP_IF_NONE_MATCH=tag)
+    assert ingest.store_file(buffer.getvalue(), source=ingest.Source(kind="import")).outcome is ingest.Outcome.REPLACED
+    replaced = client.get(url, HTTP_IF_NONE_MATCH=tag)
+
+    assert other_accept.status_code == 200
+    assert replaced.status_code == 200
+    assert replaced["ETag"] != tag
+
+
 # Bulk data ---------------------------------------------------------------------
 
 

@@ -10,11 +10,15 @@ requests of one viewing into one event.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import logging
 from typing import Any, Iterable, Iterator
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http.response import HttpResponseBase
+from django.utils.cache import patch_vary_headers
+from django.utils.http import parse_etags, quote_etag
 from django.utils.translation import gettext as _
 
 from telerad.archive.ingest import default_storage
@@ -109,6 +113,31 @@ def audit(request: HttpRequest, found: Found, detail: str) -> None:
     record_access(request, Action.RETRIEVE, patient_id=found.study.patient.patient_id, study_instance_uid=found.study.study_instance_uid, detail=detail)
 
 
+def entity_tag(request: HttpRequest, found: Found, representation: str) -> str:
+    """Return a strong ETag for the response: it changes with the content of any instance and with the Accept header.
+
+    A replaced instance has another dataset digest, so a viewer's cached
+    frames and metadata are revalidated rather than trusted by UID alone.
+    """
+    digest = hashlib.sha256()
+    for part in (representation, request.headers.get("Accept", ""), *(instance.dataset_sha256 for instance in found.instances)):
+        digest.update(part.encode("utf-8") + b"\n")
+    return quote_etag(digest.hexdigest()[:32])
+
+
+def not_modified(request: HttpRequest, tag: str) -> bool:
+    # RFC 9110 13.1.2: If-None-Match compares entity tags weakly.
+    return tag.removeprefix("W/") in {candidate.removeprefix("W/") for candidate in parse_etags(request.headers.get("If-None-Match", ""))}
+
+
+def with_validators(response: HttpResponseBase, tag: str) -> HttpResponseBase:
+    """Let browsers keep the response but ask each time whether it is still current (a 304 costs no file read)."""
+    response["ETag"] = tag
+    response["Cache-Control"] = "private, no-cache"
+    patch_vary_headers(response, ["Accept"])
+    return response
+
+
 def negotiate(request: HttpRequest, offers: list[Offer]) -> tuple[Offer, MediaRange]:
     header = request.headers.get("Accept", "")
     choice = choose(header, offers)
@@ -121,28 +150,33 @@ def negotiate(request: HttpRequest, offers: list[Offer]) -> tuple[Offer, MediaRa
 
 
 @endpoint
-def retrieve_study(request: HttpRequest, **resource: Any) -> HttpResponse:
+def retrieve_study(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 @endpoint
-def retrieve_series(request: HttpRequest, **resource: Any) -> HttpResponse:
+def retrieve_series(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 @endpoint
-def retrieve_instance(request: HttpRequest, **resource: Any) -> HttpResponse:
+def retrieve_instance(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
-def _retrieve(request: HttpRequest, resource: dict[str, Any]) -> HttpResponse:
+def _retrieve(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBase:
     found = find(resource)
     target = _instance_syntax(request, {instance.transfer_syntax_uid for instance in found.instances})
     require_files(found.instances)
 
-    audit(request, found, f"{len(found.instances)} instances" + (f" as {target}" if target else ""))
+    detail = f"{len(found.instances)} instances" + (f" as {target}" if target else "")
+    tag = entity_tag(request, found, detail)
+    audit(request, found, detail)
+    if not_modified(request, tag):
+        return with_validators(HttpResponseNotModified(), tag)
+
     parts = (_instance_part(instance, target) for instance in found.instances)
-    return StreamingMultipartResponse(parts, part_type=DICOM)
+    return with_validators(StreamingMultipartResponse(parts, part_type=DICOM), tag)
 
 
 def _instance_syntax(request: HttpRequest, stored: set[str]) -> str | None:
@@ -182,36 +216,42 @@ def _transcoded(instance: InstanceFile) -> Iterator[bytes]:
 
 
 @endpoint
-def study_metadata(request: HttpRequest, **resource: Any) -> HttpResponse:
+def study_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 @endpoint
-def series_metadata(request: HttpRequest, **resource: Any) -> HttpResponse:
+def series_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 @endpoint
-def instance_metadata(request: HttpRequest, **resource: Any) -> HttpResponse:
+def instance_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
-def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponse:
+def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBase:
     found = find(resource, with_metadata=True)
     offer, _range = negotiate(request, [Offer(DICOM_JSON), Offer("application/json")])
     require_files(instance for instance, cached in zip(found.instances, found.cached_metadata) if cached is None)
 
-    documents = metadata.documents(zip(found.instances, found.cached_metadata))
-    audit(request, found, f"metadata of {len(found.instances)} instances")
+    detail = f"metadata of {len(found.instances)} instances"
     origin = f"{request.scheme}://{request.get_host()}"
-    return HttpResponse(metadata.json_array(documents, origin=origin), content_type=offer.media_type)
+    tag = entity_tag(request, found, f"{origin} metadata {metadata.ENCODER_VERSION}")
+    if not_modified(request, tag):
+        audit(request, found, detail)
+        return with_validators(HttpResponseNotModified(), tag)
+
+    documents = metadata.documents(zip(found.instances, found.cached_metadata))
+    audit(request, found, detail)
+    return with_validators(HttpResponse(metadata.json_array(documents, origin=origin), content_type=offer.media_type), tag)
 
 
 # Frames and bulk data -------------------------------------------------------
 
 
 @endpoint
-def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponse:
+def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     found = find(resource)
     instance = found.instances[0]
     require_files([instance])
@@ -220,13 +260,19 @@ def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponse:
     _check_frame_numbers(numbers, location, instance)
 
     part_type, syntax = _frame_encoding(request, location)
+    detail = f"frames {','.join(map(str, numbers))}"
+    tag = entity_tag(request, found, detail)
+    if not_modified(request, tag):
+        audit(request, found, detail)
+        return with_validators(HttpResponseNotModified(), tag)
+
     parts = _frame_parts(location, numbers, part_type, syntax)
-    audit(request, found, f"frames {','.join(map(str, numbers))}")
-    return StreamingMultipartResponse(parts, part_type=part_type)
+    audit(request, found, detail)
+    return with_validators(StreamingMultipartResponse(parts, part_type=part_type), tag)
 
 
 @endpoint
-def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponse:
+def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     try:
         steps = bulkdata.parse_tag_path(resource["attribute"])
     except bulkdata.InvalidTagPath as exc:
@@ -249,7 +295,7 @@ def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponse:
     return StreamingMultipartResponse([Part(OCTET_STREAM, [value])], part_type=OCTET_STREAM)
 
 
-def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile) -> HttpResponse:
+def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile) -> HttpResponseBase:
     """Return all frames of the pixel data, one part per frame, encoded as for the frames resource."""
     location = _pixel_data(instance)
     numbers = list(range(1, location.number_of_frames + 1))
