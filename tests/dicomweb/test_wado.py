@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.db import connection
 
 from telerad.archive import ingest
 from telerad.archive.models import Instance
@@ -145,6 +146,19 @@ def test_study_retrieve_sends_every_instance_as_stored(client, store):
         headers, content = by_uid[ds.SOPInstanceUID]
         assert content == stored_path(ds.SOPInstanceUID).read_bytes()
         assert headers["Content-Type"].endswith(f"transfer-syntax={ds.file_meta.TransferSyntaxUID}")
+
+
+def test_asgi_servers_get_the_same_stream(client, store):
+    ds = store("CT_small.dcm")
+    response = client.get(instance_url(ds))
+
+    async def collect():
+        return [chunk async for chunk in response]
+
+    body = b"".join(async_to_sync(collect)())
+
+    assert body.count(stored_path(ds.SOPInstanceUID).read_bytes()) == 1
+    assert body.endswith(b"--\r\n")
 
 
 def test_series_retrieve_without_accept_sends_stored_files(client, store):
