@@ -114,15 +114,17 @@ def audit(request: HttpRequest, found: Found, detail: str) -> None:
 
 
 def entity_tag(request: HttpRequest, found: Found, representation: str) -> str:
-    """Return a strong ETag for the response: it changes with the content of any instance and with the Accept header.
+    """Return an ETag that changes with the content of any instance and with the Accept header.
 
     A replaced instance has another dataset digest, so a viewer's cached
     frames and metadata are revalidated rather than trusted by UID alone.
+    The tag is weak (RFC 9110 8.8.1) because each multipart response has a
+    boundary of its own, so equal content is not equal bytes.
     """
     digest = hashlib.sha256()
     for part in (representation, request.headers.get("Accept", ""), *(instance.dataset_sha256 for instance in found.instances)):
         digest.update(part.encode("utf-8") + b"\n")
-    return quote_etag(digest.hexdigest()[:32])
+    return "W/" + quote_etag(digest.hexdigest()[:32])
 
 
 def not_modified(request: HttpRequest, tag: str) -> bool:
