@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import io
 import json
 import re
@@ -657,3 +658,16 @@ def test_json_encoder_matches_pydicom(path):
     document = dicomjson.dataset_json(pydicom.dcmread(path, defer_size=dicomjson.BULK_DATA_THRESHOLD), lambda tag_path: tag_path)
 
     assert_matches_pydicom(document, expected)
+
+
+def test_metadata_is_gzipped_when_accepted(client, store):
+    ds = store("CT_small.dcm")
+    url = series_url(ds) + "/metadata"
+    plain = client.get(url)
+
+    compressed = client.get(url, HTTP_ACCEPT_ENCODING="gzip, deflate")
+
+    assert "Content-Encoding" not in plain
+    assert compressed["Content-Encoding"] == "gzip"
+    assert gzip.decompress(compressed.content) == plain.content
+    assert "Accept-Encoding" in [name.strip() for name in compressed["Vary"].split(",")]

