@@ -68,6 +68,9 @@ class Config:
     # Largest STOW-RS request body, in MiB. A CT or MR study is often a few
     # hundred MiB; clients with more split their upload into several requests.
     dicomweb_max_upload_mb: int = 2048
+    # Most results one QIDO-RS search returns when the client sets no limit
+    # (or a higher one); a Warning header tells the client to page on.
+    qido_max_results: int = 1000
     demo: bool = False
     log_level: str = "INFO"
     problems: tuple[ConfigProblem, ...] = ()
@@ -243,6 +246,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         dicom_max_pdu=reader.integer("dicom_max_pdu", 4 * 1024 * 1024, minimum=4096, maximum=64 * 1024 * 1024),
         dicom_max_associations=reader.integer("dicom_max_associations", 20, minimum=1, maximum=500),
         dicomweb_max_upload_mb=reader.integer("dicomweb_max_upload_mb", 2048, minimum=1, maximum=1024 * 1024),
+        qido_max_results=reader.integer("qido_max_results", 1000, minimum=1, maximum=100_000),
         demo=reader.boolean("demo", False),
         log_level=log_level,
     )

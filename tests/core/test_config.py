@@ -125,3 +125,14 @@ def test_invalid_dicomweb_upload_limit_is_reported(tmp_path):
         "TELERAD_DICOMWEB_MAX_UPLOAD_MB: 0 is out of range; use a number from 1 to 1048576"
     ]
     assert loaded.dicomweb_max_upload_mb == 2048
+
+
+def test_qido_max_results_defaults_to_1000(tmp_path):
+    assert load(tmp_path).qido_max_results == 1000
+    assert load(tmp_path, qido_max_results="250").qido_max_results == 250
+
+
+def test_qido_max_results_of_zero_is_reported(tmp_path):
+    loaded = load(tmp_path, qido_max_results="0")
+
+    assert [str(problem) for problem in loaded.problems] == ["TELERAD_QIDO_MAX_RESULTS: 0 is out of range; use a number from 1 to 100000"]

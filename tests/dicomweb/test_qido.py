@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 
@@ -368,8 +369,8 @@ def test_offset_past_the_end_is_empty(client):
     assert search(client, "/studies", offset="10") == []
 
 
-def test_server_maximum_applies_without_limit(client, monkeypatch):
-    monkeypatch.setattr(qido, "DEFAULT_MAX_RESULTS", 3)
+def test_server_maximum_applies_without_limit(client, settings):
+    settings.TELERAD = dataclasses.replace(settings.TELERAD, qido_max_results=3)
 
     response = client.get(BASE + "/studies")
     larger = client.get(BASE + "/studies", {"limit": "100"})

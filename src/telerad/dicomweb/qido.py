@@ -48,10 +48,6 @@ PLAIN_JSON = Offer("application/json")
 # DICOM JSON first: it is the default of PS3.18 8.7.3 for search results.
 OFFERS = (DICOM_JSON, PLAIN_JSON)
 
-# The maximum number of results of one response: the page size when the
-# request gives no limit, and the cap on a larger limit. A deployment may set
-# `qido_max_results` in its configuration.
-DEFAULT_MAX_RESULTS = 1000
 # PS3.18 8.3.4.4 and 10.6.3.3: the warning sent with a page of results when
 # more matches remain.
 MORE_RESULTS_WARNING = "The number of results exceeded the maximum supported by the server. Additional results can be requested."
@@ -330,7 +326,8 @@ def _paging(parameters: QueryDict) -> tuple[int, int]:
 
 
 def _max_results() -> int:
-    return int(getattr(settings.TELERAD, "qido_max_results", DEFAULT_MAX_RESULTS))
+    """The most results of one response: the page size when the request gives no limit, and the cap on a larger limit."""
+    return settings.TELERAD.qido_max_results
 
 
 def _integer_parameter(parameters: QueryDict, name: str, *, minimum: int) -> int | None:
