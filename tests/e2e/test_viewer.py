@@ -175,10 +175,7 @@ DISPLAY_SAMPLES = (
     ),
     "examples_palette.dcm",
     "OBXXXX1A_rle.dcm",  # palette colour, RLE
-    pytest.param(
-        "RG1_J2KR.dcm",  # CR, MONOCHROME1
-        marks=pytest.mark.xfail(strict=True, reason="its Pixel Spacing is 0\\0, which leaves OHIF's viewport empty"),
-    ),
+    "RG1_J2KR.dcm",  # CR, MONOCHROME1, with a Pixel Spacing of 0\\0
     "US1_J2KR.dcm",
     "examples_ybr_color.dcm",  # 30-frame ultrasound cine, JPEG YBR_FULL_422
     "eCT_Supplemental.dcm",  # enhanced CT, multi-frame

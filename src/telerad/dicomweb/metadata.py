@@ -26,11 +26,16 @@ from telerad.dicomweb.models import InstanceMetadata
 logger = logging.getLogger(__name__)
 
 # Raise when the document format changes, so that stored documents are rebuilt.
-ENCODER_VERSION = 1
+ENCODER_VERSION = 2
 TRANSFER_SYNTAX_UID_TAG = "00020010"
 # zlib level 6 shrank the JSON of CT instances about fivefold (5.8 MB to 1.15 MB for 500).
 COMPRESSION_LEVEL = 6
 URI_KEY = b'"BulkDataURI":"'
+# Pixel Spacing and Imager Pixel Spacing. Viewers scale images by them, and a
+# zero or negative spacing (the CR samples RG1 and RG3 of pydicom-data carry
+# 0\0) leaves OHIF's viewport empty. The metadata gives such a value as
+# empty, which viewers read as unknown; the stored instance keeps it.
+SPACING_TAGS = ("00280030", "00181164")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,21 +74,36 @@ def encode_instance(instance: InstanceFile) -> bytes:
     base = bulkdata_path(instance, "0").removesuffix("0")
     document = {TRANSFER_SYNTAX_UID_TAG: {"vr": "UI", "Value": [instance.transfer_syntax_uid]}}
     document.update(dataset_json(dataset, lambda tag_path: base + tag_path))
+    _empty_unusable_spacings(document)
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def is_current(instance: InstanceFile, stored: InstanceMetadata | None) -> bool:
+    """Whether `stored` is the document of this content, written by this encoder."""
+    return stored is not None and stored.dataset_sha256 == instance.dataset_sha256 and stored.encoder_version == ENCODER_VERSION
+
+
+def _empty_unusable_spacings(document: dict[str, dict]) -> None:
+    for tag in SPACING_TAGS:
+        element = document.get(tag)
+        values = element.get("Value") if element else None
+        if values and not all(isinstance(value, (int, float)) and value > 0 for value in values):
+            logger.info("metadata leaves out a spacing that is not positive tag=%s", tag)
+            document[tag] = {"vr": element["vr"]}
 
 
 def documents(instances: Iterable[tuple[InstanceFile, InstanceMetadata | None]]) -> list[bytes]:
     """Return the JSON document of each instance, building and storing the ones that are missing or stale.
 
-    NOTE: the first request of a series builds its documents, about 5 ms of
-    CPU per CT instance, so 2 to 3 s for 500 slices. Building them on the
-    receive path would slow ingest by half (about 8 ms per instance now),
-    so it waits for a background task queue.
+    A request that finds documents missing builds them, about 5 ms of CPU
+    per CT instance, so 2 to 3 s for 500 slices. The servers build the
+    documents of newly received studies in the background (prebuild.py), so
+    that a viewer rarely waits for them.
     """
     result: list[bytes] = []
     rebuilt: list[InstanceMetadata] = []
     for instance, stored in instances:
-        if stored is not None and stored.dataset_sha256 == instance.dataset_sha256 and stored.encoder_version == ENCODER_VERSION:
+        if is_current(instance, stored):
             result.append(zlib.decompress(stored.document))
             continue
         document = encode_instance(instance)

@@ -25,7 +25,7 @@ from pydicom.datadict import tag_for_keyword
 from telerad.archive import header, ingest
 from telerad.archive.models import Instance
 from telerad.audit import events as audit
-from telerad.dicomweb import multipart
+from telerad.dicomweb import multipart, prebuild
 from telerad.dicomweb.accept import Offer, choose, not_acceptable
 from telerad.dicomweb.http import DicomwebError, client_address, endpoint, record_access
 
@@ -360,6 +360,7 @@ def _record_stored_studies(request: HttpRequest, outcomes: list[PartOutcome]) ->
     for outcome in outcomes:
         if outcome.stored and outcome.result is not None:
             per_study[(outcome.result.patient_id, outcome.result.study_instance_uid)][_count_key(outcome)] += 1
+    prebuild.schedule(study_instance_uid for _patient_id, study_instance_uid in per_study)
     for (patient_id, study_instance_uid), counts in per_study.items():
         record_access(
             request,

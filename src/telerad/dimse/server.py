@@ -28,6 +28,7 @@ from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
 
 from telerad.archive import ingest
 from telerad.audit import events as audit
+from telerad.dicomweb import prebuild
 from telerad.dimse import find, retrieve
 from telerad.dimse.access import check_association
 
@@ -280,6 +281,7 @@ def _on_finished(event: Any) -> None:
         "association ended calling_ae=%s called_ae=%s address=%s received=%d duplicates=%d failures=%d duration=%.2fs",
         stats.calling_ae_title, settings.TELERAD.ae_title, stats.address, stats.received, stats.duplicates, stats.failures, duration,
     )
+    prebuild.schedule(study_instance_uid for _patient_id, study_instance_uid in stats.studies)
     try:
         for (patient_id, study_instance_uid), count in stats.studies.items():
             audit.record_event(

@@ -30,6 +30,7 @@ class Command(BaseCommand):
         self._create_accounts()
         if not options["no_images"]:
             self._import_samples()
+            self._prepare_metadata()
 
     def _create_accounts(self) -> None:
         users = get_user_model()
@@ -39,6 +40,14 @@ class Command(BaseCommand):
             user.is_superuser = superuser
             user.set_password(password)
             user.save()
+
+    def _prepare_metadata(self) -> None:
+        """Build the viewer's metadata of every study now, so that the first look at each is quick."""
+        from telerad.archive.models import Study
+        from telerad.dicomweb import prebuild
+
+        built = sum(prebuild.build_study(uid) for uid in Study.objects.values_list("study_instance_uid", flat=True))
+        self.stdout.write(f"Prepared the viewer's metadata of {built} instances.")
 
     def _import_samples(self) -> None:
         samples = settings.TELERAD.data_dir / "demo-samples"

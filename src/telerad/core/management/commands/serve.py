@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.core import runtime
+from telerad.dicomweb import prebuild
 from telerad.dimse import server as dicom_server
 
 
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         if not options["no_migrate"]:
             runtime.prepare_database()
 
+        prebuild.start_worker()
         listener = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.core import runtime
+from telerad.dicomweb import prebuild
 from telerad.dimse import server as dicom_server
 
 
@@ -17,6 +18,7 @@ class Command(BaseCommand):
             runtime.require_valid_configuration()
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
+        prebuild.start_worker()
         runtime.print_banner(web=False, dicom=True)
         try:
             dicom_server.start(block=True)
