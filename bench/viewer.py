@@ -1,0 +1,214 @@
+"""Benchmark the OHIF viewer served by telerad on a 500-slice 512x512 CT, in headless Chromium.
+
+A fresh ``telerad serve`` (HTTPS, its own data folder, SQLite unless
+--database names a PostgreSQL server) imports the study built by
+common.build_ct_study, and its metadata documents are built, as the
+server's background worker does after a study arrives over DICOM. Chromium logs in and opens the viewer on the study,
+and the benchmark records:
+- first image: from the navigation to the viewer address until the
+  viewport's canvas holds image content (many grey levels), polled every
+  20 ms;
+- whole series: until all 500 frames have arrived (finished /frames/
+  responses), or until the viewer has them in its cache when a warm run
+  answers them without the network;
+- the viewer's own timers (studyToFirstImage and others it prints).
+Each figure is taken cold (a new browser context, empty cache) and warm (a
+reload in the same context), over --runs runs; the table shows medians.
+
+Orthanc is not measured here: OHIF on Orthanc needs a same-origin proxy in
+front of Orthanc's namespace. /work/shared/OHIF.md has its figures on this
+machine for the same study (first image 3.64 s cold, 2.44 s warm; all
+frames 12.3 s cold, 11.3 s warm), which the table repeats for comparison.
+
+Usage: .venv/bin/python bench/viewer.py [--runs 3] [--database postgresql://postgres@127.0.0.1:5432/telerad_bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+INSTANCES = 500
+SEED = 4
+USERNAME = "bench-reader"
+PASSWORD = "a long passphrase for the viewer benchmark"
+TIMEOUT_S = 120.0
+POLL_MS = 20
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Orthanc 1.10.1 with OHIF on this machine (OHIF.md), seconds.
+ORTHANC_FIGURES = {("first image", "cold"): 3.64, ("first image", "warm"): 2.44, ("whole series", "cold"): 12.3, ("whole series", "warm"): 11.3}
+TARGETS = {"first image": 1.5, "whole series": 10.0}
+VIEWER_TIMERS = ("studyToFirstImage", "displaySetsToAllImages", "scriptToView")
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database", help="a PostgreSQL URL; the run uses a fresh database named after it")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "telerad-bench-ct500", help="where the CT study is built or found")
+    return parser.parse_args(argv)
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def running_server(study: common.StudyFiles, database_url: str | None) -> Iterator[common.TeleradListener]:
+    folder = common.new_work_folder("telerad-bench-viewer-")
+    server = common.TeleradListener(data_dir=folder / "data", database_url=database_url, subcommand="serve", http_tls=True)
+    try:
+        server.migrate()
+        progress(f"importing {study.count} instances")
+        server.run_command("import", *map(str, study.paths))
+        problems = common.check_telerad_index(server, study)
+        if problems:
+            raise common.BenchmarkError("the import did not store the study as built: " + "; ".join(problems))
+        server.run_command(
+            "shell", "--no-imports", "-c",
+            f"from django.contrib.auth.models import User; User.objects.create_user({USERNAME!r}, password={PASSWORD!r})",
+        )
+        # What the server's background worker does for a study received over
+        # DICOM or STOW-RS; `telerad import` leaves it to the first request.
+        progress("building the study's metadata documents")
+        server.run_command("shell", "--no-imports", "-c", f"from telerad.dicomweb import prebuild; prebuild.build_study({study.study_instance_uid!r})")
+        server.start()
+        server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def canvas_has_image(page) -> bool:  # type: ignore[no-untyped-def]
+    import numpy
+    from PIL import Image
+
+    data_url = page.evaluate("(() => { const c = document.querySelector('canvas.cornerstone-canvas'); return c ? c.toDataURL('image/png') : null; })()")
+    if not data_url:
+        return False
+    pixels = numpy.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("L"))
+    return len(numpy.unique(pixels)) > 20
+
+
+def open_viewer(page, url: str, *, frames_expected: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Navigate to `url`; return the seconds until the first image and until every frame arrived."""
+    finished: list[float] = []
+    timers: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def on_finished(request) -> None:  # type: ignore[no-untyped-def]
+        if "/frames/" in request.url:
+            finished.append(time.perf_counter() - start)
+
+    def on_console(message) -> None:  # type: ignore[no-untyped-def]
+        text = message.text
+        for name in VIEWER_TIMERS:
+            if text.startswith(f"{name}: "):
+                timers[name] = float(text.split(": ", 1)[1].split()[0]) / 1000
+
+    page.on("requestfinished", on_finished)
+    page.on("console", on_console)
+    try:
+        page.goto(url)
+        first_image = None
+        deadline = start + TIMEOUT_S
+        while time.perf_counter() < deadline:
+            if first_image is None and canvas_has_image(page):
+                first_image = time.perf_counter() - start
+            if first_image is not None and len(finished) >= frames_expected:
+                break
+            page.wait_for_timeout(POLL_MS)
+        if first_image is None:
+            raise common.BenchmarkError(f"no image within {TIMEOUT_S:.0f} s")
+        all_frames = finished[frames_expected - 1] if len(finished) >= frames_expected else float("nan")
+        return {"first image": first_image, "whole series": all_frames, "frame responses": float(len(finished)), **timers}
+    finally:
+        page.remove_listener("requestfinished", on_finished)
+        page.remove_listener("console", on_console)
+
+
+def measure(server: common.TeleradListener, study: common.StudyFiles, runs: int) -> dict[tuple[str, str], list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    results: dict[tuple[str, str], list[float]] = {}
+    base = f"https://127.0.0.1:{server.http_port}"
+    url = f"{base}/viewer/viewer?StudyInstanceUIDs={study.study_instance_uid}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            for run in range(runs):
+                context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                page.goto(f"{base}/login/")
+                page.fill("input[name=username]", USERNAME)
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_url(lambda address: "/login/" not in address)
+                for temperature in ("cold", "warm"):
+                    figures = open_viewer(page, url, frames_expected=study.count)
+                    progress(f"run {run + 1} {temperature}: " + ", ".join(f"{name} {value:.2f}" for name, value in figures.items()))
+                    for name, value in figures.items():
+                        results.setdefault((name, temperature), []).append(value)
+                context.close()
+        finally:
+            browser.close()
+    return results
+
+
+def format_table(results: dict[tuple[str, str], list[float]]) -> list[str]:
+    lines = ["| what | cold (s) | warm (s) | target | Orthanc cold / warm (OHIF.md) | ratio cold / warm |", "|---|---:|---:|---:|---:|---:|"]
+    names = ["first image", "whole series", "frame responses", *VIEWER_TIMERS]
+    for name in names:
+        cold = results.get((name, "cold"))
+        warm = results.get((name, "warm"))
+        if not cold and not warm:
+            continue
+        cold_median = statistics.median(cold) if cold else float("nan")
+        warm_median = statistics.median(warm) if warm else float("nan")
+        orthanc = (ORTHANC_FIGURES.get((name, "cold")), ORTHANC_FIGURES.get((name, "warm")))
+        target = f"< {TARGETS[name]:.1f}" if name in TARGETS else ""
+        if orthanc[0] is not None:
+            peer = f"{orthanc[0]:.2f} / {orthanc[1]:.2f}"
+            ratio = f"{cold_median / orthanc[0]:.2f} / {warm_median / orthanc[1]:.2f}"
+        else:
+            peer = ratio = ""
+        value_format = "{:.0f}" if name == "frame responses" else "{:.2f}"
+        lines.append(f"| {name} | {value_format.format(cold_median)} | {value_format.format(warm_median)} | {target} | {peer} | {ratio} |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"Chromium is missing at {CHROMIUM}; install Debian's chromium", file=sys.stderr)
+        return 2
+    progress(f"building or reusing the {INSTANCES}-slice CT in {arguments.data}")
+    study = common.build_ct_study(arguments.data, instances=INSTANCES, seed=SEED)
+    postgres = common.PostgresServer(arguments.database) if arguments.database else None
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(postgres.fresh_database()) if postgres else None
+        server = stack.enter_context(running_server(study, database_url))
+        results = measure(server, study, arguments.runs)
+    print(f"OHIF viewer on a {study.count}-slice 512x512 CT ({study.total_bytes / 1e6:.0f} MB), {'PostgreSQL' if postgres else 'SQLite'}, "
+          f"medians of {arguments.runs} runs, headless Chromium on the same machine")
+    print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print("\n".join(format_table(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
