@@ -23,6 +23,7 @@ from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, S
 
 from telerad.archive.query import CompiledQuery, InvalidQuery, Level, Root, compile_query
 from telerad.audit import events as audit
+from telerad.dimse.status import RequestFailure
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 STATUS_NOT_AUTHORIZED = 0x0124
 STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
-# Error Comment is LO, at most 64 characters (PS3.5 6.2).
-ERROR_COMMENT_LENGTH = 64
 # Status of an association that was released or aborted before the last response.
 STATUS_INTERRUPTED = -1
 
@@ -95,24 +94,6 @@ def negotiate_find_options(event: Any) -> dict[str, bytes]:
     return replies
 
 
-class _FindFailure(Exception):
-    """A request that gets a failure status; the comment names the rule without patient data."""
-
-    def __init__(self, status: int, comment: str, tag: int | None = None):
-        super().__init__(comment)
-        self.status = status
-        self.comment = comment
-        self.tag = tag
-
-    def response(self) -> Dataset:
-        response = Dataset()
-        response.Status = self.status
-        response.ErrorComment = self.comment[:ERROR_COMMENT_LENGTH]
-        if self.tag is not None:
-            response.OffendingElement = [self.tag]
-        return response
-
-
 @dataclasses.dataclass
 class _Summary:
     """The outcome of one C-FIND, for its log line and audit event."""
@@ -149,7 +130,7 @@ def handle_find(event: Any) -> Iterator[FindResponse]:
         try:
             request = _read_request(event, summary)
             compiled = _compile(request)
-        except _FindFailure as failure:
+        except RequestFailure as failure:
             yield _failed(summary, failure)
             return
         except Exception:
@@ -161,15 +142,15 @@ def handle_find(event: Any) -> Iterator[FindResponse]:
             _finish(summary, STATUS_INTERRUPTED, "association released or aborted before the last response")
 
 
-def _failed(summary: _Summary, failure: _FindFailure) -> FindResponse:
+def _failed(summary: _Summary, failure: RequestFailure) -> FindResponse:
     _finish(summary, failure.status, failure.comment)
     return failure.response(), None
 
 
-def _internal_error(summary: _Summary) -> _FindFailure:
+def _internal_error(summary: _Summary) -> RequestFailure:
     """Log the exception being handled and return the failure the SCU gets for it."""
     logger.exception("C-FIND failed calling_ae=%s level=%s", summary.calling_ae_title, summary.level or "-")
-    return _FindFailure(STATUS_UNABLE_TO_PROCESS, "internal error; see the server log")
+    return RequestFailure(STATUS_UNABLE_TO_PROCESS, "internal error; see the server log")
 
 
 def _summary_of(event: Any) -> _Summary:
@@ -182,12 +163,12 @@ def _summary_of(event: Any) -> _Summary:
 
 def _read_request(event: Any, summary: _Summary) -> _FindRequest:
     if not _may_query(event):
-        raise _FindFailure(STATUS_NOT_AUTHORIZED, f"AE {summary.calling_ae_title} is not allowed to query")
+        raise RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {summary.calling_ae_title} is not allowed to query")
 
     sop_class_uid = str(event.request.AffectedSOPClassUID)
     root = FIND_SOP_CLASSES.get(sop_class_uid)
     if root is None:
-        raise _FindFailure(STATUS_SOP_CLASS_NOT_SUPPORTED, f"SOP Class {sop_class_uid} not supported")
+        raise RequestFailure(STATUS_SOP_CLASS_NOT_SUPPORTED, f"SOP Class {sop_class_uid} not supported")
     summary.root = root
 
     identifier = _decoded_identifier(event)
@@ -217,7 +198,7 @@ def _decoded_identifier(event: Any) -> Dataset:
         return event.identifier
     except Exception as exc:
         logger.warning("C-FIND identifier cannot be decoded error=%s", type(exc).__name__)
-        raise _FindFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "the identifier cannot be decoded") from None
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "the identifier cannot be decoded") from None
 
 
 def _query_retrieve_level(identifier: Dataset) -> str:
@@ -227,7 +208,7 @@ def _query_retrieve_level(identifier: Dataset) -> str:
     except Exception:
         value = None
     if not isinstance(value, str) or not value.strip():
-        raise _FindFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "QueryRetrieveLevel: missing", QUERY_RETRIEVE_LEVEL)
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "QueryRetrieveLevel: missing", QUERY_RETRIEVE_LEVEL)
     return value.strip()
 
 
@@ -242,7 +223,7 @@ def _identifier_keys(identifier: Dataset) -> dict[str, object]:
             element = identifier[tag]
         except Exception:
             # pydicom rejects some malformed values while converting them, such as an IS that is not a number.
-            raise _FindFailure(
+            raise RequestFailure(
                 STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: invalid {dictionary_VR(tag)} value", tag
             ) from None
         keys[keyword] = _query_value(element)
@@ -298,7 +279,7 @@ def _compile(request: _FindRequest) -> CompiledQuery:
             combined_datetime=request.combined_datetime,
         )
     except InvalidQuery as exc:
-        raise _FindFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc), exc.tag) from None
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc), exc.tag) from None
 
 
 def _responses(event: Any, request: _FindRequest, compiled: CompiledQuery, summary: _Summary) -> Iterator[FindResponse]:

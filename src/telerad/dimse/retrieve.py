@@ -49,6 +49,7 @@ from telerad.archive.query import MAX_LIST_OF_UIDS, Level, Root
 from telerad.archive.record import UID_PATTERN
 from telerad.audit import events as audit
 from telerad.dimse.models import RemoteAE
+from telerad.dimse.status import RequestFailure
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
 # Status of a retrieve whose association was released or aborted before the last response.
 STATUS_INTERRUPTED = -1
-# Error Comment is LO, at most 64 characters (PS3.5 6.2).
-ERROR_COMMENT_LENGTH = 64
 # The sub-operation counts are US (PS3.7 C.4.2), so one retrieve sends at most 65535 instances.
 MAX_SUB_OPERATIONS = 65535
 # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1 to 255.
@@ -122,24 +121,6 @@ def add_retrieve_contexts(ae: AE) -> None:
     _config.STORE_SEND_CHUNKED_DATASET = True
     for sop_class_uid in (*MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
         ae.add_supported_context(sop_class_uid)
-
-
-class RetrieveFailure(Exception):
-    """A request answered with a failure status; the comment names the rule without patient data."""
-
-    def __init__(self, status: int, comment: str, tag: int | None = None):
-        super().__init__(comment)
-        self.status = status
-        self.comment = comment
-        self.tag = tag
-
-    def response(self) -> Dataset:
-        response = Dataset()
-        response.Status = self.status
-        response.ErrorComment = self.comment[:ERROR_COMMENT_LENGTH]
-        if self.tag is not None:
-            response.OffendingElement = [self.tag]
-        return response
 
 
 class SubOperationFailed(Exception):
@@ -260,7 +241,7 @@ def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
         request = _read_request(event, retrieval, MOVE_SOP_CLASSES)
         instances = _matching_instances(request, retrieval)
         failure = None
-    except RetrieveFailure as exc:
+    except RequestFailure as exc:
         instances, failure = [], exc
     except Exception:
         instances, failure = [], _internal_error(retrieval)
@@ -303,10 +284,10 @@ def _unknown_destination(retrieval: Retrieval, reason: str) -> tuple[None, None]
 def _get(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     try:
         if not _may_use(event, "allow_get"):
-            raise RetrieveFailure(STATUS_NOT_AUTHORIZED, f"AE {retrieval.calling_ae_title} is not allowed to use C-GET")
+            raise RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {retrieval.calling_ae_title} is not allowed to use C-GET")
         request = _read_request(event, retrieval, GET_SOP_CLASSES)
         instances = _matching_instances(request, retrieval)
-    except RetrieveFailure as failure:
+    except RequestFailure as failure:
         # NOTE: pynetdicom's Get SCP reads a status only after the number of
         # sub-operations, and counts the one announced here as failed.
         yield 1
@@ -347,15 +328,15 @@ def _start(event: Any, operation: str) -> Retrieval:
     return Retrieval(operation, str(requestor.ae_title).strip(), str(requestor.address))
 
 
-def _failed(retrieval: Retrieval, failure: RetrieveFailure) -> RetrieveResponse:
+def _failed(retrieval: Retrieval, failure: RequestFailure) -> RetrieveResponse:
     _finish(retrieval, failure.status, failure.comment)
     return failure.response(), None
 
 
-def _internal_error(retrieval: Retrieval) -> RetrieveFailure:
+def _internal_error(retrieval: Retrieval) -> RequestFailure:
     """Log the exception being handled and return the failure the SCU gets for it."""
     logger.exception("%s failed calling_ae=%s level=%s", retrieval.operation, retrieval.calling_ae_title, retrieval.level or "-")
-    return RetrieveFailure(STATUS_UNABLE_TO_PROCESS, "internal error; see the server log")
+    return RequestFailure(STATUS_UNABLE_TO_PROCESS, "internal error; see the server log")
 
 
 # --- The request -----------------------------------------------------------------
@@ -371,7 +352,7 @@ def _read_request(event: Any, retrieval: Retrieval, sop_classes: dict[str, Root]
     sop_class_uid = str(event.request.AffectedSOPClassUID)
     root = sop_classes.get(sop_class_uid)
     if root is None:
-        raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"SOP Class {sop_class_uid} not supported")
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"SOP Class {sop_class_uid} not supported")
     retrieval.root = root
 
     identifier = _decoded_identifier(event)
@@ -388,19 +369,19 @@ def _decoded_identifier(event: Any) -> Dataset:
         return identifier
     except Exception as exc:
         logger.warning("retrieve identifier cannot be decoded error=%s", type(exc).__name__)
-        raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "the identifier cannot be decoded") from None
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "the identifier cannot be decoded") from None
 
 
 def _retrieve_level(identifier: Dataset, root: Root, retrieval: Retrieval) -> Level:
     # PS3.4 C.4.2.1.4.1: the identifier names its Query/Retrieve Level.
     value = identifier[QUERY_RETRIEVE_LEVEL].value if QUERY_RETRIEVE_LEVEL in identifier else None
     if not isinstance(value, str) or not value.strip():
-        raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "QueryRetrieveLevel: missing", QUERY_RETRIEVE_LEVEL)
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "QueryRetrieveLevel: missing", QUERY_RETRIEVE_LEVEL)
     retrieval.level = value.strip()
     levels = MODEL_LEVELS[root]
     if retrieval.level not in levels:
         allowed = ", ".join(levels)
-        raise RetrieveFailure(
+        raise RequestFailure(
             STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"QueryRetrieveLevel: use {allowed}", QUERY_RETRIEVE_LEVEL
         )
     return Level(retrieval.level)
@@ -417,7 +398,7 @@ def _unique_keys(identifier: Dataset, root: Root, level: Level) -> dict[str, lis
         keyword = UNIQUE_KEYS[key_level]
         values = _key_values(identifier, keyword)
         if key_level is not level and len(values) > 1:
-            raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: must be a single value", Tag(keyword))
+            raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: must be a single value", Tag(keyword))
         keys[keyword] = values
     return keys
 
@@ -428,17 +409,17 @@ def _key_values(identifier: Dataset, keyword: str) -> list[str]:
     values = [str(item).strip() for item in value] if isinstance(value, MultiValue) else [str(value or "").strip()]
     values = [item for item in values if item]
     if not values:
-        raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: missing unique key", tag)
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: missing unique key", tag)
     if keyword == "PatientID":
         if len(values) > 1:
-            raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "PatientID: must be a single value", tag)
+            raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "PatientID: must be a single value", tag)
         if any(character in values[0] for character in "*?"):
-            raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "PatientID: wildcards not allowed", tag)
+            raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "PatientID: wildcards not allowed", tag)
         return values
     if len(values) > MAX_LIST_OF_UIDS:
-        raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: at most {MAX_LIST_OF_UIDS} UIDs", tag)
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: at most {MAX_LIST_OF_UIDS} UIDs", tag)
     if not all(len(uid) <= 64 and UID_PATTERN.match(uid) for uid in values):
-        raise RetrieveFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: invalid UID", tag)
+        raise RequestFailure(STATUS_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, f"{keyword}: invalid UID", tag)
     return values
 
 
@@ -449,7 +430,7 @@ def _matching_instances(request: RetrieveRequest, retrieval: Retrieval) -> list[
         queryset = queryset.filter(**{lookup: values[0]} if len(values) == 1 else {f"{lookup}__in": values})
     rows = list(queryset.order_by(*INSTANCE_ORDER).values_list(*INSTANCE_COLUMNS)[: MAX_SUB_OPERATIONS + 1])
     if len(rows) > MAX_SUB_OPERATIONS:
-        raise RetrieveFailure(STATUS_UNABLE_TO_PROCESS, f"more than {MAX_SUB_OPERATIONS} instances match; retrieve by series")
+        raise RequestFailure(STATUS_UNABLE_TO_PROCESS, f"more than {MAX_SUB_OPERATIONS} instances match; retrieve by series")
 
     storage = ingest.default_storage()
     instances = []

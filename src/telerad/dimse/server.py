@@ -31,6 +31,7 @@ from telerad.audit import events as audit
 from telerad.dicomweb import prebuild
 from telerad.dimse import find, retrieve
 from telerad.dimse.access import check_association
+from telerad.dimse.status import ERROR_COMMENT_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_UNABLE_TO_PROCESS = 0xC211
-# PS3.7 C.4.2: Error Comment is LO, at most 64 characters.
-ERROR_COMMENT_LENGTH = 64
 
 # PS3.8 9.3.4: A-ASSOCIATE-RJ result, source and reason.
 REJECT_PERMANENT = 0x01

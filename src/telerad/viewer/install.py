@@ -19,7 +19,6 @@ import gzip
 import hashlib
 import json
 import re
-import shutil
 import sys
 import tarfile
 import tempfile
