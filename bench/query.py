@@ -53,7 +53,9 @@ QIDO_TARGET_P95_MS = 50.0
 METADATA_TARGET_MS = 200.0
 FIND_TARGET_P95_MS = 50.0
 MEGABYTE = 1_000_000
-LOAD_ASSOCIATIONS = 4
+# Loading processes per server: telerad import processes, or storescu
+# associations to Orthanc. Loading is not measured, so it uses both cores.
+LOAD_PROCESSES = 4
 LOAD_TIMEOUT = 3 * 3600.0
 CLIENT_TIMEOUT = 1800.0
 BENCH_USER = "bench"
@@ -131,11 +133,21 @@ def is_loaded(folder: Path, archive: archive_builder.Archive) -> bool:
 
 
 def load_telerad(server: common.TeleradListener, archive: archive_builder.Archive) -> None:
-    """Import the archive with ``telerad import`` and check the index holds every study and instance."""
+    """Import the archive with ``telerad import`` processes side by side, and check the index contains every study and instance."""
     server.migrate()
+    groups: list[list[Path]] = common.split_evenly(study_folders(archive), LOAD_PROCESSES)
+    groups[0] += archive.large_study.paths
     started = time.monotonic()
-    output = server.run_command("import", "--quiet", str(archive.small_studies_folder), *map(str, archive.large_study.paths))
-    progress(f"telerad import took {time.monotonic() - started:.0f} s: {' '.join(output.split()[:8])}")
+    processes = []
+    for index, group in enumerate(groups):
+        log_path = server.data_dir / f"import-{index + 1}.log"
+        with log_path.open("wb") as log:
+            command = [str(common.telerad_command()), "import", "--quiet", *map(str, group)]
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server.environment()))
+    statuses = [process.wait(timeout=LOAD_TIMEOUT) for process in processes]
+    progress(f"telerad import took {time.monotonic() - started:.0f} s")
+    if any(statuses):
+        raise common.BenchmarkError(f"telerad import exit statuses {statuses}; see {server.data_dir}/import-*.log")
     check_telerad_counts(server, archive)
     loaded_marker(server.data_dir).write_text(archive_digest(archive))
 
@@ -152,10 +164,13 @@ def check_telerad_counts(server: common.TeleradListener, archive: archive_builde
         raise common.BenchmarkError(f"telerad's index has {studies} studies and {instances} instances, expected {archive.studies} and {archive.instances}")
 
 
+def study_folders(archive: archive_builder.Archive) -> list[Path]:
+    return sorted(path for path in archive.small_studies_folder.iterdir() if path.is_dir())
+
+
 def load_orthanc(server: common.OrthancServer, archive: archive_builder.Archive) -> None:
     """Send the archive to Orthanc with ``storescu``, one association per group of folders, and check its counts."""
-    folders = sorted(path for path in archive.small_studies_folder.iterdir() if path.is_dir())
-    groups: list[list[Path]] = common.split_evenly(folders, LOAD_ASSOCIATIONS)
+    groups: list[list[Path]] = common.split_evenly(study_folders(archive), LOAD_PROCESSES)
     groups[0] += archive.large_study.paths
     started = time.monotonic()
     processes = []
