@@ -126,6 +126,28 @@ def test_different_copy_replaces_under_overwrite(sample_file, storage, tmp_path,
     assert AuditEvent.objects.filter(action="duplicate-replaced").count() == 1
 
 
+def test_studies_without_patient_id_keep_separate_patients(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.PatientID = ""
+    for number, name in enumerate(("Citizen^Jan", "Doe^Jane")):
+        ds.PatientName = name
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+        assert ingest.store_file(encoded(ds, tmp_path, f"{number}.dcm"), source=IMPORT, storage=storage).outcome is ingest.Outcome.STORED
+
+    assert sorted(Patient.objects.values_list("patient_name", flat=True)) == ["Citizen^Jan", "Doe^Jane"]
+
+
+def test_series_added_to_a_study_without_patient_id_keeps_its_patient(sample_file, storage, tmp_path):
+    ds = dcmread(sample_file("CT_small.dcm"))
+    ds.PatientID = ""
+    ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+
+    assert ingest.store_file(encoded(ds, tmp_path, "b.dcm"), source=IMPORT, storage=storage).outcome is ingest.Outcome.STORED
+    assert Patient.objects.count() == 1
+    assert Study.objects.get().number_of_study_related_series == 2
+
+
 def test_study_of_another_patient_is_rejected(sample_file, storage, tmp_path):
     ds = dcmread(sample_file("CT_small.dcm"))
     ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)

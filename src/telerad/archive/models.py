@@ -24,7 +24,11 @@ class Patient(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["patient_id", "issuer_of_patient_id"], name="patient_unique_identifier"),
+            # Studies without a Patient ID have unknown patients: each gets a
+            # row of its own rather than one shared "patient" (PS3.3 C.7.1.1).
+            models.UniqueConstraint(
+                fields=["patient_id", "issuer_of_patient_id"], condition=~models.Q(patient_id=""), name="patient_unique_identifier",
+            ),
         ]
         indexes = [
             # Names with ideographic or phonetic groups, which name matching
