@@ -16,3 +16,5 @@ urlpatterns = [
     path("viewer/", include("telerad.viewer.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "telerad.core.errors.page_not_found"

@@ -109,3 +109,15 @@ def test_post_with_a_token_needs_no_csrf_token(reader):
     )
 
     assert response.status_code not in (401, 403)
+
+
+@pytest.mark.parametrize("path", ["/dicom-web/studies/not-a-uid/metadata", f"{FRAMES[:-2]}/abc"])
+def test_unknown_dicomweb_address_gets_a_plain_text_404(reader, path):
+    client = Client()
+    client.force_login(reader)
+
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/plain")
+    assert b"No DICOMweb resource" in response.content

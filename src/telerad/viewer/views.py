@@ -44,6 +44,8 @@ MIME_TYPES = {
     ".onnx": "application/octet-stream",
 }
 DICOMWEB_ROOT = "/dicom-web"
+# Studies one Invoke Image Display request opens at most.
+MAX_IID_STUDIES = 20
 
 
 def viewer_directory() -> Path:
@@ -205,13 +207,19 @@ def app_config_script(request: HttpRequest) -> HttpResponse:
     return _with_viewer_headers(response, manifest)
 
 
+def _plain(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
 @require_safe
 def invoke_image_display(request: HttpRequest) -> HttpResponse:
     """Open a study by its UID or accession number, as IHE Invoke Image Display requests do.
 
     Accepts ``studyUID`` (several separated by commas) or ``accessionNumber``
-    (with optional ``patientID``). An accession number that matches several
-    studies opens all of them.
+    (with optional ``patientID``). An accession number is unique only within
+    the system that issued it: when it matches studies of several patients,
+    the request must add ``patientID``, so that no one reads one patient's
+    images as another's.
     """
     study_uids = [uid.strip() for uid in request.GET.get("studyUID", "").split(",") if uid.strip()]
     accession = request.GET.get("accessionNumber", "").strip()
@@ -220,9 +228,12 @@ def invoke_image_display(request: HttpRequest) -> HttpResponse:
         patient_id = request.GET.get("patientID", "").strip()
         if patient_id:
             studies = studies.filter(patient__patient_id=patient_id)
-        study_uids = list(studies.values_list("study_instance_uid", flat=True)[:20])
-        if not study_uids:
-            raise Http404(_("No study has accession number %(accession)s.") % {"accession": accession})
+        matches = list(studies.values_list("study_instance_uid", "patient_id")[:MAX_IID_STUDIES])
+        if not matches:
+            return _plain(404, _("No study has accession number %(accession)s.") % {"accession": accession})
+        if len({patient for _uid, patient in matches}) > 1:
+            return _plain(409, _("Accession number %(accession)s belongs to studies of several patients; add patientID to choose one.") % {"accession": accession})
+        study_uids = [uid for uid, _patient in matches]
     if not study_uids:
-        return HttpResponse(_("Name a study with studyUID or accessionNumber.") + "\n", status=400, content_type="text/plain; charset=utf-8")
+        return _plain(400, _("Name a study with studyUID or accessionNumber."))
     return HttpResponseRedirect("/viewer/viewer?" + urlencode({"StudyInstanceUIDs": ",".join(study_uids)}))
