@@ -513,19 +513,30 @@ def test_search_writes_one_audit_event(client):
     assert "1 results" in event.detail
 
 
-def test_audit_names_the_study_of_the_path(client):
+def test_audit_names_the_study_of_the_path_and_its_patient(client):
     search(client, f"/studies/{CT_STUDY}/series")
 
     event = AuditEvent.objects.order_by("-sequence").first()
     assert event.study_instance_uid == CT_STUDY
-    assert event.patient_id == ""
+    assert event.patient_id == "1CT1"
 
 
-def test_audit_leaves_out_patient_of_a_wildcard_query(client):
+def test_audit_names_the_one_patient_a_wildcard_query_returned(client):
     search(client, "/studies", PatientID="4MR*")
 
     event = AuditEvent.objects.order_by("-sequence").first()
+    assert event.patient_id == "4MR1"
+
+
+def test_audit_lists_every_patient_and_study_returned(client):
+    results = search(client, "/studies")
+
+    event = AuditEvent.objects.order_by("-sequence").first()
+    returned_studies = {result["0020000D"]["Value"][0] for result in results}
+    assert len(returned_studies) > 1
     assert event.patient_id == ""
+    assert all(uid in event.detail for uid in returned_studies)
+    assert "1CT1" in event.detail
 
 
 def test_failed_search_is_audited(client):

@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
+from telerad.archive.models import Study
 from telerad.archive.query import (
     LEVEL_TABLES,
     QUERY_KEYS,
@@ -54,6 +55,8 @@ MORE_RESULTS_WARNING = "The number of results exceeded the maximum supported by 
 UNSUPPORTED_KEYS_WARNING = "The following attributes are not supported for matching and were ignored: {tags}"
 # The audit trail keeps the query text up to this length.
 AUDIT_QUERY_LENGTH = 1000
+# Patients and studies of the results named in a search's audit event, at most.
+AUDIT_LISTED = 100
 
 # Query parameters of PS3.18 Table 8.3.4-1 besides the matching keys.
 INCLUDE_FIELD = "includefield"
@@ -164,12 +167,12 @@ def _search(request: HttpRequest, resource: Resource) -> HttpResponse:
         offer = _negotiate(request)
         search = _read_parameters(request.GET, resource)
         compiled = _compile(search)
-        results, more = _results(request, search, compiled)
+        results, more, returned = _results(request, search, compiled)
     except DicomwebError as error:
         _record(request, resource, started, outcome=audit.Outcome.MINOR_FAILURE, detail=f"status {error.status}: {error.message}", status=error.status)
         raise
 
-    _record(request, resource, started, outcome=audit.Outcome.SUCCESS, detail=f"{len(results)} results", count=len(results))
+    _record(request, resource, started, outcome=audit.Outcome.SUCCESS, detail=_returned_detail(len(results), returned), count=len(results), returned=returned)
     response = HttpResponse(_encode(results), content_type=offer.media_type)
     warnings = _warnings(request, search, more)
     if warnings:
@@ -358,9 +361,26 @@ def _compile(search: SearchRequest) -> CompiledQuery:
 Encoder = Callable[[Any], str]
 
 
-def _results(request: HttpRequest, search: SearchRequest, compiled: CompiledQuery) -> tuple[list[str], bool]:
-    """Return the DICOM JSON text of each match of the requested page, and whether more matches remain."""
+@dataclasses.dataclass
+class Returned:
+    """The patients and studies a search returned, for its audit event."""
+
+    patient_ids: dict[str, None] = dataclasses.field(default_factory=dict)
+    study_instance_uids: dict[str, None] = dataclasses.field(default_factory=dict)
+
+    def note(self, values: tuple[Any, ...], patient_position: int | None, study_position: int | None) -> None:
+        if patient_position is not None and values[patient_position]:
+            self.patient_ids.setdefault(str(values[patient_position]), None)
+        if study_position is not None and values[study_position]:
+            self.study_instance_uids.setdefault(str(values[study_position]), None)
+
+
+def _results(request: HttpRequest, search: SearchRequest, compiled: CompiledQuery) -> tuple[list[str], bool, Returned]:
+    """Return the DICOM JSON text of each match of the requested page, whether more matches remain, and whom they concern."""
     keywords = list(compiled.return_paths)
+    patient_position = keywords.index("PatientID") if "PatientID" in keywords else None
+    study_position = keywords.index("StudyInstanceUID") if "StudyInstanceUID" in keywords else None
+    returned = Returned()
     encoders: list[tuple[str, Callable[[tuple[Any, ...]], str]]] = [
         (_tag_of(keyword), _column_encoder(position, _encoder(_tag_of(keyword), QUERY_KEYS[keyword].vr)))
         for position, keyword in enumerate(keywords)
@@ -376,9 +396,10 @@ def _results(request: HttpRequest, search: SearchRequest, compiled: CompiledQuer
     # One row beyond the page shows whether more matches remain, without counting them all.
     for values in compiled.value_rows(limit=search.limit + 1, offset=search.offset):
         if len(results) == search.limit:
-            return results, True
+            return results, True, returned
         results.append("{" + ",".join([encode(values) for encode in ordered]) + "}")
-    return results, False
+        returned.note(values, patient_position, study_position)
+    return results, False, returned
 
 
 def _column_encoder(position: int, encode: Encoder) -> Callable[[tuple[Any, ...]], str]:
@@ -464,8 +485,21 @@ def _warnings(request: HttpRequest, search: SearchRequest, more: bool) -> list[s
     return [f'299 {agent}: "{text}"' for text in texts]
 
 
+def _returned_detail(count: int, returned: Returned) -> str:
+    """Name what a search disclosed: the patients and studies of its results, up to AUDIT_LISTED of each."""
+    detail = f"{count} results"
+    patients = list(returned.patient_ids)
+    studies = list(returned.study_instance_uids)
+    if patients:
+        detail += f"; patients {' '.join(patients[:AUDIT_LISTED])}" + (f" and {len(patients) - AUDIT_LISTED} more" if len(patients) > AUDIT_LISTED else "")
+    if studies:
+        detail += f"; studies {' '.join(studies[:AUDIT_LISTED])}" + (f" and {len(studies) - AUDIT_LISTED} more" if len(studies) > AUDIT_LISTED else "")
+    return detail
+
+
 def _record(
     request: HttpRequest, resource: Resource, started: float, *, outcome: audit.Outcome, detail: str, count: int = 0, status: int = 200,
+    returned: Returned | None = None,
 ) -> None:
     """Log one search with identifiers and counts only, and write its audit event with the query text."""
     duration = time.monotonic() - started
@@ -477,11 +511,21 @@ def _record(
         logger.info("QIDO-RS search failed user=%s path=%s status=%d duration=%.3fs", user, request.path, status, duration)
 
     query = request.GET.urlencode()[:AUDIT_QUERY_LENGTH]
+    patient_id = _single_value(request.GET, "PatientID", "00100020")
+    study_instance_uid = resource.study or _single_value(request.GET, "StudyInstanceUID", "0020000D")
+    if returned is not None:
+        # Results of one patient or one study name them in the event's own fields.
+        if not patient_id and len(returned.patient_ids) == 1:
+            patient_id = next(iter(returned.patient_ids))
+        if not study_instance_uid and len(returned.study_instance_uids) == 1:
+            study_instance_uid = next(iter(returned.study_instance_uids))
+    if study_instance_uid and not patient_id:
+        patient_id = Study.objects.filter(study_instance_uid=study_instance_uid).values_list("patient__patient_id", flat=True).first() or ""
     record_access(
         request,
         audit.Action.QUERY,
-        patient_id=_single_value(request.GET, "PatientID", "00100020"),
-        study_instance_uid=resource.study or _single_value(request.GET, "StudyInstanceUID", "0020000D"),
+        patient_id=patient_id,
+        study_instance_uid=study_instance_uid,
         detail=f"{detail}; query {query}" if query else detail,
         outcome=outcome,
     )
