@@ -32,6 +32,10 @@ from telerad.archive.names import fold
 from telerad.archive.record import INDEXED_ATTRIBUTES, TIME_PATTERN, UID_PATTERN, snake_case
 
 
+# A date written as 2024-01-31: DICOM dates have no dashes, so say so rather than read a range.
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 class Level(enum.StrEnum):
     """Query/Retrieve Level (0008,0052) values."""
 
@@ -573,6 +577,8 @@ def _split_range(keyword: str, value: str) -> tuple[str, str] | None:
     if "-" not in value:
         return None
     parts = value.split("-")
+    if len(parts) == 3 and ISO_DATE.match(value.strip()):
+        raise InvalidQuery(keyword, "invalid date; write dates as YYYYMMDD, without dashes, which mark a range")
     if len(parts) != 2 or not (parts[0].strip() or parts[1].strip()):
         raise InvalidQuery(keyword, "invalid range; use a-b, a- or -b")
     return parts[0].strip(), parts[1].strip()

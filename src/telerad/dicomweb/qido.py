@@ -143,6 +143,8 @@ class SearchRequest:
     fuzzy_names: bool
     limit: int
     offset: int
+    # Whether the server's maximum set the page size, rather than the client's limit.
+    capped_by_server: bool
 
 
 @endpoint
@@ -217,7 +219,7 @@ def _read_parameters(parameters: QueryDict, resource: Resource) -> SearchRequest
     if resource.series:
         identifier["SeriesInstanceUID"] = resource.series
 
-    limit, offset = _paging(parameters)
+    limit, offset, capped_by_server = _paging(parameters)
     return SearchRequest(
         resource=resource,
         identifier=identifier,
@@ -225,6 +227,7 @@ def _read_parameters(parameters: QueryDict, resource: Resource) -> SearchRequest
         fuzzy_names=_fuzzy_matching(parameters),
         limit=limit,
         offset=offset,
+        capped_by_server=capped_by_server,
     )
 
 
@@ -321,11 +324,13 @@ def _fuzzy_matching(parameters: QueryDict) -> bool:
     return BOOLEAN_VALUES[value.strip().lower()]
 
 
-def _paging(parameters: QueryDict) -> tuple[int, int]:
+def _paging(parameters: QueryDict) -> tuple[int, int, bool]:
+    """Return the page size, the offset, and whether the server's maximum set the page size."""
     maximum = _max_results()
     limit = _integer_parameter(parameters, LIMIT, minimum=1)
     offset = _integer_parameter(parameters, OFFSET, minimum=0)
-    return min(limit or maximum, maximum), offset or 0
+    capped_by_server = limit is None or limit > maximum
+    return min(limit or maximum, maximum), offset or 0, capped_by_server
 
 
 def _max_results() -> int:
@@ -480,7 +485,9 @@ def _warnings(request: HttpRequest, search: SearchRequest, more: bool) -> list[s
     texts = []
     if search.unsupported_tags:
         texts.append(UNSUPPORTED_KEYS_WARNING.format(tags=", ".join(search.unsupported_tags)))
-    if more:
+    # PS3.18 8.3.4.4: the warning is for results cut by the server's
+    # maximum; a client that set its own limit pages on by itself.
+    if more and search.capped_by_server:
         texts.append(MORE_RESULTS_WARNING)
     return [f'299 {agent}: "{text}"' for text in texts]
 
