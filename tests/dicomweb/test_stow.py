@@ -15,7 +15,7 @@ from django.test import Client
 from telerad.accounts import tokens
 from telerad.archive import header, ingest
 from telerad.archive.models import Instance
-from telerad.audit.events import Action
+from telerad.audit.events import Action, Outcome
 from telerad.audit.models import AuditEvent
 from telerad.dicomweb import multipart
 from telerad.dicomweb.stow import FailureReason, WarningReason
@@ -128,6 +128,14 @@ def test_store_records_one_audit_event_per_study(token_client, sample_file):
     assert all(event.user == "radiologist" for event in events)
     assert "1 instances stored" in events[0].detail
     assert events[0].patient_id == pydicom.dcmread(sample_file("CT_small.dcm")).PatientID
+
+
+def test_store_audits_refused_parts(token_client, sample_file):
+    post(token_client, multipart_body(b"not a DICOM file at all"))
+
+    event = AuditEvent.objects.filter(action=Action.INSTANCES_STORED).get()
+    assert event.outcome == Outcome.MINOR_FAILURE
+    assert "C000 x1" in event.detail
 
 
 def test_store_large_file_streams_past_memory_limit(token_client, sample_file):

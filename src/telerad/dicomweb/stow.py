@@ -355,7 +355,7 @@ def _count_key(outcome: PartOutcome) -> str:
 
 
 def _record_stored_studies(request: HttpRequest, outcomes: list[PartOutcome]) -> None:
-    """Write one INSTANCES_STORED audit event per study with stored instances."""
+    """Write one INSTANCES_STORED audit event per study with stored instances, and one failure event per study with refused parts."""
     per_study: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for outcome in outcomes:
         if outcome.stored and outcome.result is not None:
@@ -368,4 +368,16 @@ def _record_stored_studies(request: HttpRequest, outcomes: list[PartOutcome]) ->
             patient_id=patient_id,
             study_instance_uid=study_instance_uid,
             detail=f"{counts['stored']} instances stored, {counts['already stored']} already stored",
+        )
+    refused: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for outcome in outcomes:
+        if not outcome.stored and outcome.failure is not None:
+            refused[outcome.identifiers.study_instance_uid][f"{int(outcome.failure):04X}"] += 1
+    for study_instance_uid, reasons in refused.items():
+        record_access(
+            request,
+            audit.Action.INSTANCES_STORED,
+            study_instance_uid=study_instance_uid,
+            detail="refused parts by failure reason: " + ", ".join(f"{code} x{count}" for code, count in sorted(reasons.items())),
+            outcome=audit.Outcome.MINOR_FAILURE,
         )
