@@ -47,7 +47,10 @@ def require_migrated_database() -> None:
     except DatabaseError as exc:
         raise ConfigurationInvalid(f"cannot connect to the database: {exc}") from None
     if unapplied:
-        raise ConfigurationInvalid("the database is not prepared yet; run: telerad migrate")
+        raise ConfigurationInvalid(
+            f"the database of the data folder {settings.TELERAD.data_dir} is not prepared yet; "
+            "if that is the archive you meant, run: telerad migrate; otherwise set TELERAD_DATA_DIR (or TELERAD_DATABASE_URL) to the archive's"
+        )
 
 
 def prepare_database() -> None:
