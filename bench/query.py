@@ -233,7 +233,7 @@ class Samples:
 
     @property
     def missing_endpoint(self) -> bool:
-        """True when every failure is an HTTP 501, the answer of an endpoint not implemented yet."""
+        """True when every failure is an HTTP 501, the status of an endpoint not implemented yet."""
         return bool(self.failures) and all("HTTP status 501" in failure for failure in self.failures)
 
 
@@ -459,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     telerad_folder = work / f"telerad-{'sqlite' if arguments.database == 'sqlite' else 'postgresql'}"
     reuse_database = is_loaded(telerad_folder, archive)
     # A reused folder may contain caches that the first metadata call of a
-    # fresh load would have built, so the report says which case it measured.
+    # fresh load would have built, so the report states which case it measured.
     orthanc_reused = is_loaded(work / "orthanc", archive)
 
     try:
