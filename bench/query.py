@@ -4,7 +4,7 @@ The archive is built by ``archive_builder.py``: 5,000 small studies of about
 20 instances over 2,500 patients, plus one CT study of 500 slices of 512x512.
 Both servers get the same files: telerad by ``telerad import``, Orthanc by
 DCMTK ``storescu``. Then both are started afresh and measured in turns by the
-same client (``query_client.py``), which checks every answer against the
+same client (``query_client.py``), which checks every response against the
 manifest of expected counts:
 
 - QIDO-RS study search: PatientID exact, PatientName ``XXX*``, a StudyDate
@@ -352,7 +352,7 @@ def format_report(telerad: Target, orthanc: Target | None) -> list[str]:
     lines.append(
         f"{'retrieve study, MB/s (time-weighted)':<38}{cell(rates[0], ours, 12)}{'':>8}{cell(rates[1], theirs, 12)}{'':>8}{ratio(*rates):>10}"
     )
-    lines.append("ratio = telerad / Orthanc: below 1 is better for times, above 1 for MB/s; 501 = endpoint answers Not Implemented")
+    lines.append("ratio = telerad / Orthanc: below 1 is better for times, above 1 for MB/s; 501 = the endpoint returned 501 Not Implemented")
     return lines
 
 
