@@ -16,9 +16,10 @@ Each figure is taken cold (a new browser context, empty cache) and warm (a
 reload in the same context), over --runs runs; the table shows medians.
 
 Orthanc is not measured here: OHIF on Orthanc needs a same-origin proxy in
-front of Orthanc's namespace. /work/shared/OHIF.md has its figures on this
-machine for the same study (first image 3.64 s cold, 2.44 s warm; all
-frames 12.3 s cold, 11.3 s warm), which the table repeats for comparison.
+front of Orthanc's namespace. An earlier measurement of OHIF on Orthanc
+1.10.1 on this kind of machine, for the same study, gave a first image in
+3.64 s cold and 2.44 s warm and all frames in 12.3 s cold and 11.3 s warm;
+the table repeats those figures for comparison.
 
 Usage: .venv/bin/python bench/viewer.py [--runs 3] [--database postgresql://postgres@127.0.0.1:5432/telerad_bench]
 """
@@ -48,7 +49,7 @@ PASSWORD = "a long passphrase for the viewer benchmark"
 TIMEOUT_S = 120.0
 POLL_MS = 20
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Orthanc 1.10.1 with OHIF on this machine (OHIF.md), seconds.
+# OHIF on Orthanc 1.10.1 behind a same-origin proxy, measured earlier on this kind of machine, seconds.
 ORTHANC_FIGURES = {("first image", "cold"): 3.64, ("first image", "warm"): 2.44, ("whole series", "cold"): 12.3, ("whole series", "warm"): 11.3}
 TARGETS = {"first image": 1.5, "whole series": 10.0}
 VIEWER_TIMERS = ("studyToFirstImage", "displaySetsToAllImages", "scriptToView")
@@ -170,7 +171,7 @@ def measure(server: common.TeleradListener, study: common.StudyFiles, runs: int)
 
 
 def format_table(results: dict[tuple[str, str], list[float]]) -> list[str]:
-    lines = ["| what | cold (s) | warm (s) | target | Orthanc cold / warm (OHIF.md) | ratio cold / warm |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| what | cold (s) | warm (s) | target | Orthanc cold / warm (earlier) | ratio cold / warm |", "|---|---:|---:|---:|---:|---:|"]
     names = ["first image", "whole series", "frame responses", *VIEWER_TIMERS]
     for name in names:
         cold = results.get((name, "cold"))
