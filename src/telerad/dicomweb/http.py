@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import threading
 import logging
 from typing import Any, Callable
 
@@ -131,13 +132,20 @@ def record_access(
     same user already viewed from the same address within VIEWING_WINDOW adds
     no event: the first one stands for the whole viewing.
     """
-    if (
-        outcome == audit.Outcome.SUCCESS
-        and study_instance_uid
-        and is_viewing_request(request.path)
-        and _viewing_already_recorded(request, action, study_instance_uid)
-    ):
+    if outcome == audit.Outcome.SUCCESS and study_instance_uid and is_viewing_request(request.path):
+        # The web server answers a viewer's parallel requests on several
+        # threads; the lock keeps two of them from both recording the viewing.
+        with _viewing_lock:
+            if not _viewing_already_recorded(request, action, study_instance_uid):
+                _write(request, action, patient_id, study_instance_uid, detail, outcome)
         return
+    _write(request, action, patient_id, study_instance_uid, detail, outcome)
+
+
+_viewing_lock = threading.Lock()
+
+
+def _write(request: HttpRequest, action: audit.Action, patient_id: str, study_instance_uid: str, detail: str, outcome: audit.Outcome) -> None:
     audit.record_event(
         action=action,
         outcome=outcome,
