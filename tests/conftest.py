@@ -57,6 +57,16 @@ def sample_finder():
 
 
 @pytest.fixture(autouse=True)
+def _no_remembered_viewings():
+    # Viewings remembered by an earlier test name audit events that no longer exist.
+    from telerad.dicomweb.http import forget_viewings
+
+    forget_viewings()
+    yield
+    forget_viewings()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_series_cache():
     # Each test starts from an empty database, so cached series from an
     # earlier test would point at rows that no longer exist.

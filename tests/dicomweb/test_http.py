@@ -10,7 +10,7 @@ from django.test import Client, RequestFactory
 
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
-from telerad.dicomweb.http import VIEWING_WINDOW, is_viewing_request, record_access
+from telerad.dicomweb.http import VIEWING_WINDOW, forget_viewings, is_viewing_request, record_access
 
 pytestmark = pytest.mark.django_db
 
@@ -70,10 +70,19 @@ def test_record_access_writes_one_event_per_viewing(reader):
 def test_record_access_records_a_viewing_again_after_the_window(reader):
     record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
     AuditEvent.objects.update(occurred_at=AuditEvent.objects.get().occurred_at - VIEWING_WINDOW - datetime.timedelta(seconds=1))
+    # As after the window has passed in this process too.
+    forget_viewings()
 
     record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
 
     assert AuditEvent.objects.count() == 2
+
+
+def test_record_access_remembers_a_viewing_without_asking_the_database(reader, django_assert_num_queries):
+    record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
+
+    with django_assert_num_queries(0):
+        record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
 
 
 def test_record_access_records_every_download(reader):

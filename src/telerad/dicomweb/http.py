@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import functools
 import threading
+import time
 import logging
 from typing import Any, Callable
 
@@ -107,7 +108,13 @@ def is_viewing_request(path: str) -> bool:
 
 
 def _viewing_already_recorded(request: HttpRequest, action: audit.Action, study_instance_uid: str) -> bool:
-    return AuditEvent.objects.filter(
+    """Whether this viewing has its event; the check runs under _viewing_lock."""
+    key = (request.user.get_username(), client_address(request), str(action), study_instance_uid)
+    now = time.monotonic()
+    seen = _recent_viewings.get(key)
+    if seen is not None and now - seen < VIEWING_WINDOW.total_seconds():
+        return True
+    recorded = AuditEvent.objects.filter(
         study_instance_uid=study_instance_uid,
         action=str(action),
         user=request.user.get_username(),
@@ -115,6 +122,23 @@ def _viewing_already_recorded(request: HttpRequest, action: audit.Action, study_
         outcome=int(audit.Outcome.SUCCESS),
         occurred_at__gte=timezone.now() - VIEWING_WINDOW,
     ).exists()
+    if recorded:
+        # The event may be younger than the window: remembering it from now
+        # on at most delays the next event by the time already passed.
+        _remember(key, now)
+    return recorded
+
+
+def forget_viewings() -> None:
+    """Drop the remembered viewings, so that the next request checks the audit trail."""
+    with _viewing_lock:
+        _recent_viewings.clear()
+
+
+def _remember(key: tuple[str, str, str, str], now: float) -> None:
+    if len(_recent_viewings) >= RECENT_VIEWINGS_LIMIT:
+        _recent_viewings.clear()
+    _recent_viewings[key] = now
 
 
 def record_access(
@@ -138,11 +162,16 @@ def record_access(
         with _viewing_lock:
             if not _viewing_already_recorded(request, action, study_instance_uid):
                 _write(request, action, patient_id, study_instance_uid, detail, outcome)
+                _remember((request.user.get_username(), client_address(request), str(action), study_instance_uid), time.monotonic())
         return
     _write(request, action, patient_id, study_instance_uid, detail, outcome)
 
 
 _viewing_lock = threading.Lock()
+# Viewings this process recorded or found recently, by user, address, action
+# and study, so that a viewer's frame requests skip the database check.
+_recent_viewings: dict[tuple[str, str, str, str], float] = {}
+RECENT_VIEWINGS_LIMIT = 10_000
 
 
 def _write(request: HttpRequest, action: audit.Action, patient_id: str, study_instance_uid: str, detail: str, outcome: audit.Outcome) -> None:

@@ -10,6 +10,7 @@ requests of one viewing into one event.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
 import itertools
@@ -328,9 +329,14 @@ def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile)
     return StreamingMultipartResponse(parts, part_type=part_type)
 
 
+# Where the pixel data of recently viewed files is. A stored file's name
+# contains its content digest, so a path never describes other content.
+_locate_cached = functools.lru_cache(maxsize=4096)(frames.locate)
+
+
 def _pixel_data(instance: InstanceFile) -> frames.PixelDataLocation:
     try:
-        return frames.locate(instance.path)
+        return _locate_cached(instance.path)
     except frames.NoPixelData:
         raise DicomwebError(404, _("Instance %(instance)s has no pixel data.") % {"instance": instance.sop_instance_uid}) from None
 
