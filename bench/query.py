@@ -35,7 +35,6 @@ import json
 import math
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -358,7 +357,9 @@ def format_report(telerad: Target, orthanc: Target | None) -> list[str]:
 
 def format_targets(telerad: Target, orthanc: Target | None) -> list[str]:
     def verdict(condition: bool | None) -> str:
-        return "not measured" if condition is None else ("met" if condition else "missed")
+        if condition is None:
+            return "not measured"
+        return "met" if condition else "missed"
 
     lines = []
     for name, _ in QIDO_TASKS:

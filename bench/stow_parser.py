@@ -60,7 +60,8 @@ def main() -> None:
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
 
-    assert parts == part_count and total == part_count * part_size
+    assert parts == part_count
+    assert total == part_count * part_size
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"body: {body_size / 1e6:.1f} MB in {parts} parts of {part_size / 1e6:.1f} MB")
     print(f"parse: {elapsed:.2f} s, {body_size / 1e6 / elapsed:.0f} MB/s")

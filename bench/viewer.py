@@ -6,7 +6,7 @@ common.build_ct_study, and its metadata documents are built, as the
 server's background worker does after a study arrives over DICOM. Chromium logs in and opens the viewer on the study,
 and the benchmark records:
 - first image: from the navigation to the viewer address until the
-  viewport's canvas holds image content (many grey levels), polled every
+  viewport's canvas contains image content (many grey levels), polled every
   20 ms;
 - whole series: until all 500 frames have arrived (finished /frames/
   responses), or until the viewer has them in its cache when a warm run

@@ -69,7 +69,7 @@ class Config:
     # hundred MiB; clients with more split their upload into several requests.
     dicomweb_max_upload_mb: int = 2048
     # Most results one QIDO-RS search returns when the client sets no limit
-    # (or a higher one); a Warning header tells the client to page on.
+    # (or a higher one). A Warning header asks the client to page on.
     qido_max_results: int = 1000
     demo: bool = False
     log_level: str = "INFO"

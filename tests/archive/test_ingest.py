@@ -137,7 +137,7 @@ def test_studies_without_patient_id_keep_separate_patients(sample_file, storage,
     assert sorted(Patient.objects.values_list("patient_name", flat=True)) == ["Citizen^Jan", "Doe^Jane"]
 
 
-def test_series_added_to_a_study_without_patient_id_keeps_its_patient(sample_file, storage, tmp_path):
+def test_new_series_keeps_unidentified_patient(sample_file, storage, tmp_path):
     ds = dcmread(sample_file("CT_small.dcm"))
     ds.PatientID = ""
     ingest.store_file(encoded(ds, tmp_path, "a.dcm"), source=IMPORT, storage=storage)

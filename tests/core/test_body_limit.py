@@ -13,7 +13,7 @@ LIMIT = 1000
 
 
 class Recorder:
-    """An ASGI application that reads the whole body, as Django's handler does, and answers 200."""
+    """An ASGI application that reads the whole body, as Django's handler does, and returns 200."""
 
     def __init__(self) -> None:
         self.body = b""
@@ -56,7 +56,7 @@ def small_limit(monkeypatch):
     monkeypatch.setattr(body_limit, "limit_for", lambda path: LIMIT)
 
 
-def test_body_limit_refuses_a_declared_length_over_the_limit_unread():
+def test_body_limit_rejects_declared_length():
     inner, sent = run([b"x" * 600, b"x" * 600], content_length=1200)
 
     assert sent[0]["status"] == 413
@@ -64,7 +64,7 @@ def test_body_limit_refuses_a_declared_length_over_the_limit_unread():
     assert not inner.disconnected
 
 
-def test_body_limit_stops_a_chunked_body_once_it_passes_the_limit():
+def test_body_limit_stops_chunked_body():
     inner, sent = run([b"x" * 600, b"x" * 600, b"x" * 600], content_length=None)
 
     assert sent[0]["status"] == 413

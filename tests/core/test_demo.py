@@ -21,7 +21,7 @@ def test_write_patient_history_keeps_patient_and_pixels(tmp_path, sample_file):
     assert all(study.PixelData == source.PixelData for study in studies)
 
 
-def test_write_patient_history_gives_the_same_uids_each_run(tmp_path):
+def test_write_patient_history_is_deterministic(tmp_path):
     first = [pydicom.dcmread(path).SOPInstanceUID for path in write_patient_history(tmp_path / "one")]
     second = [pydicom.dcmread(path).SOPInstanceUID for path in write_patient_history(tmp_path / "two")]
 
@@ -29,7 +29,7 @@ def test_write_patient_history_gives_the_same_uids_each_run(tmp_path):
 
 
 @pytest.mark.django_db
-def test_write_patient_history_files_import_as_studies_of_one_patient(tmp_path, storage):
+def test_write_patient_history_imports_one_patient(tmp_path, storage):
     source = Source("import", user="demo")
 
     outcomes = [store_file(path.read_bytes(), source=source, storage=storage).outcome for path in write_patient_history(tmp_path)]

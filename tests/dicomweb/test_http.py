@@ -29,7 +29,7 @@ def request_by(user, path: str):
     return request
 
 
-def test_endpoint_without_credentials_gets_401_not_the_login_page():
+def test_endpoint_anonymous_gets_401():
     response = Client().get("/dicom-web/studies")
 
     assert response.status_code == 401
@@ -67,7 +67,7 @@ def test_record_access_writes_one_event_per_viewing(reader):
     assert AuditEvent.objects.filter(action=Action.RETRIEVE, study_instance_uid=STUDY).count() == 1
 
 
-def test_record_access_records_a_viewing_again_after_the_window(reader):
+def test_record_access_after_window_records_again(reader):
     record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
     AuditEvent.objects.update(occurred_at=AuditEvent.objects.get().occurred_at - VIEWING_WINDOW - datetime.timedelta(seconds=1))
     # As after the window has passed in this process too.
@@ -78,7 +78,7 @@ def test_record_access_records_a_viewing_again_after_the_window(reader):
     assert AuditEvent.objects.count() == 2
 
 
-def test_record_access_remembers_a_viewing_without_asking_the_database(reader, django_assert_num_queries):
+def test_record_access_remembered_viewing_skips_database(reader, django_assert_num_queries):
     record_access(request_by(reader, FRAMES), Action.RETRIEVE, study_instance_uid=STUDY)
 
     with django_assert_num_queries(0):
@@ -93,13 +93,13 @@ def test_record_access_records_every_download(reader):
     assert AuditEvent.objects.count() == 2
 
 
-def test_post_without_credentials_gets_401_before_any_csrf_check():
+def test_post_anonymous_gets_401():
     response = Client(enforce_csrf_checks=True).post("/dicom-web/studies", b"", content_type="multipart/related; type=\"application/dicom\"; boundary=x")
 
     assert response.status_code == 401
 
 
-def test_post_from_a_session_without_csrf_token_gets_403(reader):
+def test_post_session_without_csrf_gets_403(reader):
     client = Client(enforce_csrf_checks=True)
     client.force_login(reader)
 

@@ -22,7 +22,7 @@ def stored(sample_file):
     return store_file(sample_file("CT_small.dcm").read_bytes(), source=SOURCE)
 
 
-def test_build_study_stores_the_documents_a_request_would_build(stored):
+def test_build_study_stores_documents(stored):
     assert prebuild.build_study(stored.study_instance_uid) == 1
 
     document = InstanceMetadata.objects.get()

@@ -385,7 +385,7 @@ def test_server_maximum_applies_without_limit(client, settings):
 # Unsupported attributes and bad input.
 
 
-def test_attribute_not_in_the_index_is_ignored_with_a_warning(client):
+def test_unindexed_attribute_gets_warning(client):
     response = client.get(BASE + "/studies", {"InstitutionName": "Nowhere"})
 
     assert response.status_code == 200
@@ -401,7 +401,7 @@ def test_private_tag_is_ignored_with_a_warning(client):
     assert "00091001" in response["Warning"]
 
 
-def test_attribute_in_a_sequence_is_ignored_with_a_warning(client):
+def test_sequence_attribute_gets_warning(client):
     response = client.get(BASE + "/studies", {"RequestAttributesSequence.RequestedProcedureID": "X1"})
 
     assert response.status_code == 200
@@ -474,7 +474,7 @@ def test_application_json_is_offered(client):
     assert len(response.json()) == 4
 
 
-def test_accept_query_parameter_takes_the_place_of_the_header(client):
+def test_accept_parameter_overrides_header(client):
     response = client.get(BASE + "/studies", {"accept": "application/json"}, headers={"Accept": "image/png"})
 
     assert response.status_code == 200
@@ -514,7 +514,7 @@ def test_search_writes_one_audit_event(client):
     assert "1 results" in event.detail
 
 
-def test_audit_names_the_study_of_the_path_and_its_patient(client):
+def test_audit_names_path_study_and_patient(client):
     search(client, f"/studies/{CT_STUDY}/series")
 
     event = AuditEvent.objects.order_by("-sequence").first()
@@ -522,7 +522,7 @@ def test_audit_names_the_study_of_the_path_and_its_patient(client):
     assert event.patient_id == "1CT1"
 
 
-def test_audit_names_the_one_patient_a_wildcard_query_returned(client):
+def test_audit_names_single_returned_patient(client):
     search(client, "/studies", PatientID="4MR*")
 
     event = AuditEvent.objects.order_by("-sequence").first()

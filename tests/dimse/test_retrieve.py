@@ -82,7 +82,7 @@ class Destination:
 
     port: int = 0
     received: dict[str, tuple[bytes, str]] = dataclasses.field(default_factory=dict)
-    # SOP Instance UIDs answered with a failure status, to test failed sub-operations.
+    # SOP Instance UIDs that get a failure status, to test failed sub-operations.
     refused: set[str] = dataclasses.field(default_factory=set)
     on_store: Any = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)

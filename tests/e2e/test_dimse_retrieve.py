@@ -79,7 +79,7 @@ def destination() -> Iterator[Destination]:
 
 @pytest.fixture(scope="module")
 def server(module_server_factory: ServerFactory, destination: Destination) -> TeleradServer:
-    """A server that stores the samples, sent byte for byte, and knows the destination."""
+    """A server that stores the samples, sent byte for byte, and has the destination registered."""
     server = module_server_factory.start(calling_ae_titles=(REQUESTER,))
     server.run("ae", "add", DESTINATION, "--host", "127.0.0.1", "--port", str(destination.port))
     with association(server, REQUESTER, STORAGE_CLASSES, SYNTAXES) as assoc:

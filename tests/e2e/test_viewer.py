@@ -103,7 +103,7 @@ def wait_for_image(page) -> numpy.ndarray:
     pytest.fail(f"the viewport stayed without image content: {len(numpy.unique(pixels))} grey levels, std {pixels.std():.1f}")
 
 
-def test_viewer_shows_the_study_and_scrolls_to_another_frame(viewer_server, studies, browser):
+def test_viewer_shows_and_scrolls_study(viewer_server, studies, browser):
     context, page = new_page(browser, viewer_server)
     dicomweb_errors = []
     page.on("response", lambda response: dicomweb_errors.append(f"{response.status} {response.url}") if "/dicom-web/" in response.url and response.status >= 400 else None)
@@ -146,8 +146,8 @@ def test_viewer_lists_the_patient_priors(viewer_server, browser, tmp_path):
         page.goto(f"/viewer/viewer?StudyInstanceUIDs={current}")
         wait_for_image(page)
         for study_date, _accession, _description in PATIENT_HISTORY:
-            shown = f"{int(study_date[6:]):02d}-{MONTHS[int(study_date[4:6]) - 1]}-{study_date[:4]}"
-            page.get_by_text(shown).first.wait_for(timeout=FIRST_IMAGE_TIMEOUT_MS)
+            displayed_date = f"{int(study_date[6:]):02d}-{MONTHS[int(study_date[4:6]) - 1]}-{study_date[:4]}"
+            page.get_by_text(displayed_date).first.wait_for(timeout=FIRST_IMAGE_TIMEOUT_MS)
         page.screenshot(path=str(ARTIFACTS / "viewer-priors.png"))
     finally:
         context.close()
@@ -210,7 +210,7 @@ def test_viewer_displays_sample(viewer_server, browser, sample_finder, tmp_path,
     assert failures == []
 
 
-def test_viewer_without_login_shows_the_login_page_and_no_images(viewer_server, studies, browser):
+def test_viewer_without_login_shows_login(viewer_server, studies, browser):
     context, page = new_page(browser, viewer_server)
     dicomweb_answers = []
     page.on("response", lambda response: dicomweb_answers.append(response.status) if "/dicom-web/" in response.url else None)

@@ -168,17 +168,17 @@ def test_iid_unknown_accession_number_is_404(browser):
     assert b"No study has accession number NOPE" in response.content
 
 
-def test_iid_accession_number_of_two_patients_needs_patient_id(browser, sample_file, storage):
+def test_iid_shared_accession_needs_patient(browser, sample_file, storage):
     source = Source("import", user="test")
     for name in ("CT_small.dcm", "MR_small.dcm"):
         result = store_file(sample_file(name).read_bytes(), source=source, storage=storage)
         Study.objects.filter(study_instance_uid=result.study_instance_uid).update(accession_number="SHARED-1")
 
-    refused = browser.get("/viewer/iid", {"accessionNumber": "SHARED-1"})
+    rejected = browser.get("/viewer/iid", {"accessionNumber": "SHARED-1"})
     chosen = browser.get("/viewer/iid", {"accessionNumber": "SHARED-1", "patientID": "1CT1"})
 
-    assert refused.status_code == 409
-    assert b"add patientID" in refused.content
+    assert rejected.status_code == 409
+    assert b"add patientID" in rejected.content
     assert chosen.status_code == 302
 
 

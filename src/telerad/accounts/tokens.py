@@ -50,7 +50,7 @@ def revoke_token(token: ApiToken, *, revoked_by: str) -> None:
 
 
 def user_for_token(text: str) -> AbstractBaseUser | None:
-    """The active user a token belongs to, or None when the token is unknown, expired or revoked."""
+    """Return the active user a token belongs to, or None when the token is unknown, expired or revoked."""
     if not text.startswith(TOKEN_PREFIX):
         return None
     token = ApiToken.objects.select_related("user").filter(digest=digest_of(text)).first()
@@ -63,7 +63,7 @@ def user_for_token(text: str) -> AbstractBaseUser | None:
 
 
 def bearer_token(request: HttpRequest) -> str | None:
-    """The token of an `Authorization: Bearer` header, "" for a malformed one, None when there is none."""
+    """Return the token of an `Authorization: Bearer` header, "" for a malformed one, None when there is none."""
     header = request.headers.get("Authorization", "")
     if not header:
         return None
@@ -83,7 +83,7 @@ class BearerTokenMiddleware:
     """Authenticate requests that carry `Authorization: Bearer TOKEN`.
 
     A valid token sets request.user and exempts the request from CSRF checks,
-    which protect cookie sessions only. An invalid token is answered with 401
+    which protect cookie sessions only. An invalid token gets 401
     at once, rather than falling back to the session.
     """
 

@@ -163,7 +163,7 @@ def _study_for(record: InstanceRecord) -> Study:
 
     patient_values = {key: value for key, value in record.patient.items() if key not in {"patient_id", "issuer_of_patient_id"}}
     if not record.patient["patient_id"]:
-        # Without a Patient ID nothing says two studies are of one patient.
+        # Without a Patient ID nothing shows that two studies are of one patient.
         patient = Patient.objects.create(issuer_of_patient_id=record.patient["issuer_of_patient_id"], **patient_values)
         return Study.objects.create(patient=patient, **record.study)
     patient, created = Patient.objects.get_or_create(

@@ -32,7 +32,8 @@ from telerad.archive.names import fold
 from telerad.archive.record import INDEXED_ATTRIBUTES, TIME_PATTERN, UID_PATTERN, snake_case
 
 
-# A date written as 2024-01-31: DICOM dates have no dashes, so say so rather than read a range.
+# A date written as 2024-01-31. DICOM dates have no dashes, so the error names the
+# DICOM form rather than reading the value as a range.
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

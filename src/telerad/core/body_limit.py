@@ -3,7 +3,7 @@
 Django's ASGI handler reads a whole request body into a temporary file
 before any view runs, so a view's own size check comes after the disk has
 taken the upload. This wrapper checks Content-Length first, and counts the
-bytes of a chunked body as they arrive: over the limit, it answers 413 at
+bytes of a chunked body as they arrive. Over the limit, it sends 413 at
 once and tells Django the client went away, which stops the spooling.
 """
 
@@ -44,7 +44,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _refusal(path: str, limit: int) -> bytes:
+def _too_large_message(path: str, limit: int) -> bytes:
     text = f"The request body is larger than the limit of {limit // (1024 * 1024)} MiB"
     if path.startswith(DICOMWEB_PREFIX):
         text += " (TELERAD_DICOMWEB_MAX_UPLOAD_MB); send the instances in several requests"
@@ -52,7 +52,7 @@ def _refusal(path: str, limit: int) -> bytes:
 
 
 async def _too_large(send: Send, path: str, limit: int) -> None:
-    body = _refusal(path, limit)
+    body = _too_large_message(path, limit)
     await send({
         "type": "http.response.start",
         "status": 413,
@@ -72,23 +72,23 @@ class RequestBodyLimit:
         limit = limit_for(scope.get("path", ""))
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            logger.warning("request body refused path=%s declared_bytes=%d limit_bytes=%d", scope.get("path", ""), declared, limit)
+            logger.warning("request body rejected as too large path=%s declared_bytes=%d limit_bytes=%d", scope.get("path", ""), declared, limit)
             await _too_large(send, scope.get("path", ""), limit)
             return
 
         received = 0
-        refused = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received, refused
-            if refused:
+            nonlocal received, rejected
+            if rejected:
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    refused = True
-                    logger.warning("request body refused path=%s received_bytes=%d limit_bytes=%d", scope.get("path", ""), received, limit)
+                    rejected = True
+                    logger.warning("request body rejected as too large path=%s received_bytes=%d limit_bytes=%d", scope.get("path", ""), received, limit)
                     await _too_large(send, scope.get("path", ""), limit)
                     return {"type": "http.disconnect"}
             return message

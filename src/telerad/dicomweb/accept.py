@@ -3,7 +3,7 @@
 A client lists media ranges with optional parameters (``type``,
 ``transfer-syntax``) and quality values. A resource offers the media types it
 can produce; :func:`choose` picks the offer the client prefers most, or None,
-which the caller answers with 406 Not Acceptable.
+for which the caller returns 406 Not Acceptable.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 def parse_accept(header: str) -> list[MediaRange]:
     """Parse an Accept header; raise DicomwebError 400 naming the element that is malformed.
 
-    An empty header means ``*/*``, as RFC 9110 12.5.1 says.
+    An empty header means ``*/*`` (RFC 9110 12.5.1).
     """
     if not header.strip():
         return [MediaRange("*", "*", {}, 1.0)]
@@ -115,7 +115,7 @@ def parse_accept(header: str) -> list[MediaRange]:
 
 
 def choose(header: str, offers: Iterable[Offer]) -> tuple[Offer, MediaRange] | None:
-    """The offer the client prefers, with the range that accepted it; None when no offer is acceptable.
+    """Return the offer the client prefers, with the range that accepted it, or None when no offer is acceptable.
 
     Each offer takes the quality of the most specific range covering it. Among
     offers of equal quality the first in the server's order wins, so callers

@@ -1,6 +1,6 @@
 """What every DICOMweb endpoint shares: authentication, method checks, errors and audit records.
 
-Endpoints answer errors in plain text naming what was wrong, with the HTTP
+Endpoints report errors in plain text naming what was wrong, with the HTTP
 status PS3.18 gives for the case. A request without a valid session or API
 token gets 401 rather than the login page's redirect, since DICOMweb clients
 are programs.
@@ -32,7 +32,7 @@ View = Callable[..., HttpResponse]
 
 
 class DicomwebError(Exception):
-    """An answer other than success: its HTTP status and a message naming what was wrong."""
+    """A response other than success: its HTTP status and a message naming what was wrong."""
 
     def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -108,7 +108,7 @@ def is_viewing_request(path: str) -> bool:
 
 
 def _viewing_already_recorded(request: HttpRequest, action: audit.Action, study_instance_uid: str) -> bool:
-    """Whether this viewing has its event; the check runs under _viewing_lock."""
+    """Return whether this viewing already has its event; the caller holds _viewing_lock."""
     key = (request.user.get_username(), client_address(request), str(action), study_instance_uid)
     now = time.monotonic()
     seen = _recent_viewings.get(key)
@@ -157,7 +157,7 @@ def record_access(
     no event: the first one stands for the whole viewing.
     """
     if outcome == audit.Outcome.SUCCESS and study_instance_uid and is_viewing_request(request.path):
-        # The web server answers a viewer's parallel requests on several
+        # The web server handles a viewer's parallel requests on several
         # threads; the lock keeps two of them from both recording the viewing.
         with _viewing_lock:
             if not _viewing_already_recorded(request, action, study_instance_uid):

@@ -79,7 +79,7 @@ def encode_instance(instance: InstanceFile) -> bytes:
 
 
 def is_current(instance: InstanceFile, stored: InstanceMetadata | None) -> bool:
-    """Whether `stored` is the document of this content, written by this encoder."""
+    """Return whether `stored` is the document of this content, written by this encoder."""
     return stored is not None and stored.dataset_sha256 == instance.dataset_sha256 and stored.encoder_version == ENCODER_VERSION
 
 

@@ -31,7 +31,7 @@ CRLF = b"\r\n"
 
 
 class MalformedMultipart(ValueError):
-    """The body does not follow the multipart syntax; the message says where."""
+    """The body does not follow the multipart syntax; the message names where."""
 
 
 class BodyTooLarge(ValueError):

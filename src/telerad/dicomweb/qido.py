@@ -334,7 +334,7 @@ def _paging(parameters: QueryDict) -> tuple[int, int, bool]:
 
 
 def _max_results() -> int:
-    """The most results of one response: the page size when the request gives no limit, and the cap on a larger limit."""
+    """Return the maximum results of one response: the page size without a limit, and the cap on a larger limit."""
     return settings.TELERAD.qido_max_results
 
 

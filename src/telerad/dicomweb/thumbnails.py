@@ -62,7 +62,8 @@ def cached_thumbnail(
     try:
         _write_atomically(path, content)
     except OSError as exc:
-        # A full or read-only disk makes thumbnails slower, never fail.
+        # The rendered image is returned whether or not it could be cached, so a full
+        # or read-only disk makes thumbnails slower but does not make them fail.
         logger.warning("thumbnail not cached sop_instance_uid=%s error=%s", sop_instance_uid, exc)
     return content
 

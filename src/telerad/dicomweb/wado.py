@@ -329,8 +329,8 @@ def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile)
     return StreamingMultipartResponse(parts, part_type=part_type)
 
 
-# Where the pixel data of recently viewed files is. A stored file's name
-# contains its content digest, so a path never describes other content.
+# Cache of pixel data locations of recently viewed files. A stored file's name
+# contains its content digest, so a cached path cannot describe other content.
 _locate_cached = functools.lru_cache(maxsize=4096)(frames.locate)
 
 

@@ -230,7 +230,7 @@ def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     destination = _move_destination(event, retrieval)
     if not _may_use(event, "allow_move"):
         # Nothing goes out on behalf of an AE that may not move, not even an
-        # empty association, so it gets the answer of an unknown destination.
+        # empty association, so it gets the status of an unknown destination.
         yield _unknown_destination(retrieval, f"AE {retrieval.calling_ae_title} is not allowed to use C-MOVE")
         return
     if destination is None:
@@ -256,7 +256,7 @@ def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
         # associated with the destination, so a failed request opens one
         # empty association (Verification only) with the registered
         # destination, and the one sub-operation announced here counts as
-        # failed. A destination that rejects Verification turns the answer
+        # failed. A destination that rejects Verification turns the response
         # into 0xA801, while the log and audit keep the real failure.
         response = _failed(retrieval, failure)
         yield destination.host, destination.port, options
@@ -265,7 +265,7 @@ def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
         return
     yield destination.host, destination.port, options
     if not instances:
-        # pynetdicom answers zero sub-operations with Success, without associating or resuming the handler.
+        # pynetdicom responds to zero sub-operations with Success, without associating or resuming the handler.
         _finish(retrieval, STATUS_SUCCESS, "")
     yield len(instances)
     yield from _sub_operations(event, retrieval, instances)

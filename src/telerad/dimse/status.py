@@ -9,7 +9,7 @@ ERROR_COMMENT_LENGTH = 64
 
 
 class RequestFailure(Exception):
-    """A request answered with a failure status; the comment names the rule without patient data."""
+    """A request that gets a failure status; the comment names the rule without patient data."""
 
     def __init__(self, status: int, comment: str, tag: int | None = None):
         super().__init__(comment)

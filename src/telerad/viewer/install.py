@@ -30,7 +30,7 @@ OHIF_VERSION = "3.13.2"
 OHIF_INTEGRITY = "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 
 # Changes whenever this installer writes something different, so that the
-# set-up knows to install again.
+# set-up installs again.
 INSTALL_ID = f"{OHIF_VERSION}-2"
 
 PREFIX = "/viewer/"
@@ -69,7 +69,7 @@ def _extract_dist(tarball: Path, into: Path) -> Path:
     with tarfile.open(tarball, "r:gz") as archive:
         members = [member for member in archive.getmembers() if member.name.startswith("package/dist/")]
         if not members:
-            raise InstallError(f"{tarball} holds no package/dist folder")
+            raise InstallError(f"{tarball} contains no package/dist folder; download it with npm pack @ohif/app@{OHIF_VERSION}")
         archive.extractall(into, members=members, filter="data")
     return into / "package" / "dist"
 
