@@ -1,0 +1,46 @@
+"""Map the Django admin's model permissions onto telerad's roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+
+from telerad.accounts.roles import Permission, has_permission
+
+# Model permissions ("app_label.action_model") that each telerad permission
+# grants in the Django admin. The audit trail has its own pages for auditors,
+# and no role may change it.
+ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
+    Permission.MANAGE_USERS: frozenset({
+        f"{app}.{action}_{model}"
+        for app, model in (("auth", "user"), ("auth", "group"), ("accounts", "apitoken"))
+        for action in ("view", "add", "change", "delete")
+    }),
+    Permission.MANAGE_REMOTE_AES: frozenset(f"dimse.{action}_remoteae" for action in ("view", "add", "change", "delete")),
+}
+
+
+class RoleBackend(ModelBackend):
+    """Authenticate like Django's ModelBackend, but grant model permissions from roles instead of per-user rows."""
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        if not user_obj.is_active:
+            return False
+        return any(perm in perms and has_permission(user_obj, permission) for permission, perms in ADMIN_MODEL_PERMISSIONS.items())
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        if not user_obj.is_active:
+            return False
+        return any(
+            perm.startswith(app_label + ".") and has_permission(user_obj, permission)
+            for permission, perms in ADMIN_MODEL_PERMISSIONS.items()
+            for perm in perms
+        )
+
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        granted: set[str] = set()
+        for permission, perms in ADMIN_MODEL_PERMISSIONS.items():
+            if has_permission(user_obj, permission):
+                granted |= perms
+        return granted

@@ -1,0 +1,135 @@
+"""Roles, the permissions each grants, and the checks that views declare.
+
+A user's roles are the Django groups named after :class:`Role` values. Each
+role grants the permissions listed in ``GRANTS`` and nothing else: a user
+without a role, or a view without a declared permission, is denied. The
+superuser flag plays no part here; it matters only inside the Django admin.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, Iterable
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.utils.translation import gettext_lazy as _
+
+
+class Role(enum.StrEnum):
+    RADIOLOGIST = "radiologist"
+    RESIDENT = "resident"
+    TECHNOLOGIST = "technologist"
+    CLINICIAN = "clinician"
+    SCHEDULER = "scheduler"
+    ADMINISTRATOR = "administrator"
+    IT = "it"
+    AUDITOR = "auditor"
+
+    @property
+    def label(self) -> str:
+        return str(ROLE_LABELS[self])
+
+
+ROLE_LABELS = {
+    Role.RADIOLOGIST: _("Radiologist"),
+    Role.RESIDENT: _("Resident"),
+    Role.TECHNOLOGIST: _("Technologist"),
+    Role.CLINICIAN: _("Clinician"),
+    Role.SCHEDULER: _("Scheduler"),
+    Role.ADMINISTRATOR: _("Administrator"),
+    Role.IT: _("IT"),
+    Role.AUDITOR: _("Auditor"),
+}
+
+
+class Permission(enum.StrEnum):
+    # The user's own profile, password, two-factor devices, sessions and API tokens.
+    MANAGE_OWN_ACCOUNT = "manage-own-account"
+    # Every study of the archive: study list and pages, viewer, QIDO-RS, WADO-RS.
+    VIEW_STUDIES = "view-studies"
+    # Adding images over the web (STOW-RS).
+    STORE_STUDIES = "store-studies"
+    MANAGE_USERS = "manage-users"
+    MANAGE_REMOTE_AES = "manage-remote-aes"
+    # Searching the audit trail and exporting it.
+    VIEW_AUDIT = "view-audit"
+    # Signing in to the Django admin; each model there also needs its own permission.
+    USE_ADMIN_SITE = "use-admin-site"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.RADIOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES}),
+    Role.RESIDENT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES}),
+    Role.TECHNOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
+    # Clinicians see only their own patients' exams, through the portal.
+    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
+    Role.SCHEDULER: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
+    Role.ADMINISTRATOR: frozenset({
+        Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_USERS, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE,
+    }),
+    Role.IT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE}),
+    Role.AUDITOR: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_AUDIT}),
+}
+
+# The attribute a view carries to declare what it needs.
+VIEW_PERMISSION_ATTRIBUTE = "telerad_permission"
+_CACHE_ATTRIBUTE = "_telerad_roles"
+
+
+def parse_role(text: str) -> Role:
+    """Return the role named `text`; raise ValueError naming the valid roles otherwise."""
+    try:
+        return Role(text.strip().lower())
+    except ValueError:
+        valid = ", ".join(role.value for role in Role)
+        raise ValueError(f"{text!r} is not a role; use one of {valid}") from None
+
+
+def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
+    """Return the roles of an active user (empty for anonymous and disabled users), cached on the user object."""
+    if not user.is_authenticated or not user.is_active:
+        return frozenset()
+    cached = getattr(user, _CACHE_ATTRIBUTE, None)
+    if cached is None:
+        valid = {role.value for role in Role}
+        names = user.groups.filter(name__in=valid).values_list("name", flat=True)
+        cached = frozenset(Role(name) for name in names)
+        setattr(user, _CACHE_ATTRIBUTE, cached)
+    return cached
+
+
+def user_permissions(user: AbstractBaseUser | AnonymousUser) -> frozenset[Permission]:
+    granted: set[Permission] = set()
+    for role in user_roles(user):
+        granted |= GRANTS[role]
+    return frozenset(granted)
+
+
+def has_permission(user: AbstractBaseUser | AnonymousUser, permission: Permission) -> bool:
+    return permission in user_permissions(user)
+
+
+def set_roles(user: AbstractBaseUser, roles: Iterable[Role]) -> None:
+    """Give `user` exactly `roles`, and staff status when one of them opens the Django admin."""
+    wanted = set(roles)
+    groups = [Group.objects.get_or_create(name=role.value)[0] for role in sorted(wanted)]
+    kept = user.groups.exclude(name__in=[role.value for role in Role])
+    user.groups.set([*kept, *groups])
+    user.is_staff = any(Permission.USE_ADMIN_SITE in GRANTS[role] for role in wanted)
+    user.save(update_fields=["is_staff"])
+    if hasattr(user, _CACHE_ATTRIBUTE):
+        delattr(user, _CACHE_ATTRIBUTE)
+
+
+def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare the permission a view needs; :class:`telerad.accounts.middleware.PermissionMiddleware` enforces it."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(view, VIEW_PERMISSION_ATTRIBUTE, permission)
+        return view
+
+    return decorate
+
+
+def declared_permission(view: Callable[..., Any]) -> Permission | None:
+    return getattr(view, VIEW_PERMISSION_ATTRIBUTE, None)
