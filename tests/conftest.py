@@ -82,3 +82,18 @@ def storage(tmp_path):
     from telerad.archive.storage import FileStorage
 
     return FileStorage(tmp_path / "storage", tmp_path / "tmp")
+
+
+@pytest.fixture
+def make_user(db):
+    """Create an active user with the given role names, e.g. make_user("reader", "radiologist")."""
+    from django.contrib.auth.models import User
+
+    from telerad.accounts.roles import Role, set_roles
+
+    def make(username: str, *role_names: str, password: str = "a long enough password") -> User:
+        user = User.objects.create_user(username, password=password)
+        set_roles(user, [Role(name) for name in role_names])
+        return user
+
+    return make

@@ -41,6 +41,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "telerad.accounts.tokens.BearerTokenMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "telerad.accounts.middleware.PermissionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -58,6 +59,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "telerad.accounts.context_processors.permissions",
             ],
         },
     },
@@ -91,6 +93,9 @@ def _database(url: str) -> dict:
 DATABASES = {"default": _database(TELERAD.database_url)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Model permissions in the Django admin come from roles, not per-user rows.
+AUTHENTICATION_BACKENDS = ["telerad.accounts.backends.RoleBackend"]
+
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -102,7 +107,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "archive:study-list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 SESSION_COOKIE_AGE = 30 * 60

@@ -22,8 +22,8 @@ STUDIES_URL = "/dicom-web/studies"
 
 
 @pytest.fixture
-def reader():
-    return User.objects.create_user("reader", password="a long enough password")
+def reader(make_user):
+    return make_user("reader", "radiologist")
 
 
 def create_with_command(*arguments: str) -> str:

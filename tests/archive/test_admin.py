@@ -17,8 +17,9 @@ INDEX_MODELS = ("patient", "study", "series", "instance")
 
 
 @pytest.fixture
-def staff_user(db) -> User:
-    return User.objects.create_superuser("admin", password="correct horse battery staple")
+def staff_user(make_user) -> User:
+    # The administrator manages remote AEs; the radiologist role lets them see the index rows.
+    return make_user("admin", "administrator", "radiologist")
 
 
 @pytest.fixture
@@ -29,9 +30,9 @@ def staff_client(staff_user) -> Client:
 
 
 @pytest.fixture
-def user_client(db) -> Client:
+def user_client(make_user) -> Client:
     client = Client()
-    client.force_login(User.objects.create_user("reader", password="correct horse battery staple"))
+    client.force_login(make_user("reader", "radiologist"))
     return client
 
 
@@ -229,21 +230,34 @@ def test_remote_ae_bulk_delete_writes_event_per_ae(staff_client, db):
 # Audit trail
 
 
-def test_audit_list_loads_for_staff(staff_client, db):
+@pytest.fixture
+def auditor_staff_client(make_user) -> Client:
+    client = Client()
+    client.force_login(make_user("auditing-admin", "administrator", "auditor"))
+    return client
+
+
+def test_audit_list_hidden_from_administrator(staff_client, db):
+    response = staff_client.get(reverse("admin:audit_auditevent_changelist"))
+
+    assert response.status_code == 403
+
+
+def test_audit_list_loads_for_auditor(auditor_staff_client, db):
     record_event(action=Action.IMPORT, user="cli", detail="1 file")
 
-    response = staff_client.get(reverse("admin:audit_auditevent_changelist"))
+    response = auditor_staff_client.get(reverse("admin:audit_auditevent_changelist"))
 
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == 1
 
 
-def test_audit_event_is_read_only(staff_client, db):
+def test_audit_event_is_read_only(auditor_staff_client, db):
     event = record_event(action=Action.IMPORT, user="cli", detail="1 file")
 
-    add = staff_client.get(reverse("admin:audit_auditevent_add"))
-    change = staff_client.post(reverse("admin:audit_auditevent_change", args=[event.pk]), {"detail": "altered"})
-    delete = staff_client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"})
+    add = auditor_staff_client.get(reverse("admin:audit_auditevent_add"))
+    change = auditor_staff_client.post(reverse("admin:audit_auditevent_change", args=[event.pk]), {"detail": "altered"})
+    delete = auditor_staff_client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"})
 
     assert add.status_code == 403
     assert change.status_code == 403
@@ -252,11 +266,11 @@ def test_audit_event_is_read_only(staff_client, db):
     assert event.detail == "1 file"
 
 
-def test_audit_search_matches_exact_patient_id(staff_client, db):
+def test_audit_search_matches_exact_patient_id(auditor_staff_client, db):
     record_event(action=Action.STUDY_VIEWED, user="reader", patient_id="1CT1")
     record_event(action=Action.STUDY_VIEWED, user="reader", patient_id="1CT10")
 
-    response = staff_client.get(reverse("admin:audit_auditevent_changelist"), {"q": "1CT1"})
+    response = auditor_staff_client.get(reverse("admin:audit_auditevent_changelist"), {"q": "1CT1"})
 
     assert [event.patient_id for event in response.context["cl"].result_list] == ["1CT1"]
 

@@ -67,8 +67,8 @@ def store_copy(sample_file, storage):
 
 
 @pytest.fixture
-def plain_user(db) -> User:
-    return User.objects.create_user("reader", password=PASSWORD)
+def plain_user(make_user) -> User:
+    return make_user("reader", "radiologist", password=PASSWORD)
 
 
 @pytest.fixture
@@ -147,10 +147,9 @@ def test_login_page_extends_base_layout(client, db):
 
 
 def test_login_leads_to_study_list(client, plain_user):
-    response = client.post(reverse("login"), {"username": "reader", "password": PASSWORD})
+    response = client.post(reverse("login"), {"username": "reader", "password": PASSWORD}, follow=True)
 
-    assert response.status_code == 302
-    assert response["Location"] == LIST_URL
+    assert response.redirect_chain == [(reverse("home"), 302), (LIST_URL, 302)]
 
 
 def test_login_with_wrong_password_shows_error(client, plain_user):

@@ -19,8 +19,8 @@ FRAMES = f"/dicom-web/studies/{STUDY}/series/1.2.3.5/instances/1.2.3.6/frames/1"
 
 
 @pytest.fixture
-def reader():
-    return User.objects.create_user("reader", password="a long enough password")
+def reader(make_user):
+    return make_user("reader", "radiologist")
 
 
 def request_by(user, path: str):

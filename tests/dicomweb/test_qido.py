@@ -92,8 +92,8 @@ def archive(django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 @pytest.fixture
-def radiologist():
-    return User.objects.create_user("radiologist", password="a long enough password")
+def radiologist(make_user):
+    return make_user("radiologist", "radiologist")
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ def empty_thumbnail_cache():
 
 
 @pytest.fixture
-def radiologist() -> Client:
+def radiologist(make_user) -> Client:
     client = Client()
-    client.force_login(User.objects.create_user("radiologist"))
+    client.force_login(make_user("radiologist", "radiologist"))
     return client
 
 

@@ -39,8 +39,8 @@ FAILURE_REASON = "00081197"
 
 
 @pytest.fixture
-def radiologist():
-    return User.objects.create_user("radiologist", password="a long enough password")
+def radiologist(make_user):
+    return make_user("radiologist", "radiologist")
 
 
 @pytest.fixture

@@ -53,8 +53,8 @@ TRANSCODED_SAMPLES = [
 
 
 @pytest.fixture
-def radiologist():
-    return User.objects.create_user("radiologist", password="a long enough password")
+def radiologist(make_user):
+    return make_user("radiologist", "radiologist")
 
 
 @pytest.fixture

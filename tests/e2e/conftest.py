@@ -253,15 +253,20 @@ class TeleradServer:
                 pytest.fail(f"telerad ae add {title} failed with status {process.returncode}:\n{output}")
             self.registered.add(title)
 
-    def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *arguments: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a ``telerad`` command with this server's environment; fail the test when it fails."""
         completed = subprocess.run(
             [str(TELERAD_COMMAND), *arguments], env=self.environ, cwd=self.data_dir,
-            capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT, input=input,
         )
         if completed.returncode != 0:
             pytest.fail(f"telerad {arguments[0]} failed with status {completed.returncode}:\n{completed.stdout}{completed.stderr}")
         return completed
+
+    def add_user(self, username: str, *roles: str, password: str = "a long enough password") -> None:
+        """Create an account with ``telerad user add``, as an administrator would."""
+        role_options = [option for role in roles for option in ("--role", role)]
+        self.run("user", "add", username, *role_options, "--password-stdin", input=password + "\n")
 
     def query(self, code: str) -> Any:
         """Run Python `code` in ``telerad shell`` and return the JSON value of its last output line."""

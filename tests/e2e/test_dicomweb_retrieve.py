@@ -19,17 +19,13 @@ pytestmark = pytest.mark.e2e
 
 SAMPLES = ["CT_small.dcm", "MR_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm", "examples_ybr_color.dcm"]
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-CREATE_USER = (
-    "from django.contrib.auth.models import User; "
-    "User.objects.create_user('reader', password='a long enough password'); print('{}')"
-)
 
 
 @pytest.fixture(scope="module")
 def server(module_server_factory: ServerFactory, sample_folder) -> TeleradServer:
     server = module_server_factory.start(calling_ae_titles=["E2E_WADO"], http_tls=True)
     server.run("import", "--quiet", str(sample_folder))
-    server.query(CREATE_USER)
+    server.add_user("reader", "radiologist")
     return server
 
 

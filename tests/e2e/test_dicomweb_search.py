@@ -29,7 +29,6 @@ MR_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"
 JAPANESE_STUDY = "1.3.6.1.4.1.5962.1.2.0.1175775771.5702.0"
 PET_SERIES = "1.2.826.0.1.3680043.8.498.2001"
 PET_INSTANCE = "1.2.826.0.1.3680043.8.498.2002"
-CREATE_USER = f"from django.contrib.auth.models import User; User.objects.create_user({USER!r}); print('null')"
 
 
 def pet_copy_of_ct(folder: Path) -> Path:
@@ -68,7 +67,7 @@ def stored(server: TeleradServer, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def client(server: TeleradServer, stored: Index) -> DICOMwebClient:
-    server.query(CREATE_USER)
+    server.add_user(USER, "radiologist")
     token = server.run("token", "create", USER).stdout.strip()
     session = requests.Session()
     # requests lets REQUESTS_CA_BUNDLE from the environment override

@@ -18,13 +18,12 @@ pytestmark = pytest.mark.e2e
 
 USER = "stow-client"
 MAX_UPLOAD_MB = 6
-CREATE_USER = f"from django.contrib.auth.models import User; User.objects.create_user({USER!r}, password='a long enough password')"
 
 
 @pytest.fixture(scope="module")
 def server(module_server_factory: ServerFactory) -> TeleradServer:
     server = module_server_factory.start(http_tls=True, dicomweb_max_upload_mb=str(MAX_UPLOAD_MB))
-    server.run("shell", "--no-imports", "--command", CREATE_USER)
+    server.add_user(USER, "technologist")
     return server
 
 

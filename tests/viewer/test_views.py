@@ -22,9 +22,9 @@ needs_viewer = pytest.mark.skipif(not INSTALLED, reason="the OHIF viewer is not 
 
 
 @pytest.fixture
-def browser():
+def browser(make_user):
     client = Client()
-    client.force_login(User.objects.create_user("reader", password="a long enough password"))
+    client.force_login(make_user("reader", "radiologist"))
     return client
 
 

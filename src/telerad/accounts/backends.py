@@ -9,15 +9,18 @@ from django.contrib.auth.backends import ModelBackend
 from telerad.accounts.roles import Permission, has_permission
 
 # Model permissions ("app_label.action_model") that each telerad permission
-# grants in the Django admin. The audit trail has its own pages for auditors,
-# and no role may change it.
+# grants in the Django admin. No role may change the audit trail.
 ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
     Permission.MANAGE_USERS: frozenset({
         f"{app}.{action}_{model}"
         for app, model in (("auth", "user"), ("auth", "group"), ("accounts", "apitoken"))
         for action in ("view", "add", "change", "delete")
     }),
+    # The archive's records are read-only in the admin, for those who may see patient data.
+    Permission.VIEW_STUDIES: frozenset(f"archive.view_{model}" for model in ("patient", "study", "series", "instance")),
     Permission.MANAGE_REMOTE_AES: frozenset(f"dimse.{action}_remoteae" for action in ("view", "add", "change", "delete")),
+    # Shown read-only; only an account that also opens the admin site sees it there.
+    Permission.VIEW_AUDIT: frozenset({"audit.view_auditevent"}),
 }
 
 

@@ -9,12 +9,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.template import loader
 from django.utils.translation import gettext as _
 
-from telerad.accounts.roles import declared_permission, has_permission
+from telerad.accounts.roles import ANY_SIGNED_IN_USER, declared_permission, has_permission
 
 logger = logging.getLogger(__name__)
 
-# Views that answer programs rather than browsers carry this attribute, and
-# get a plain-text refusal.
+# Views that serve programs rather than browsers carry this attribute, and
+# get a plain-text 403.
 API_VIEW_ATTRIBUTE = "telerad_api"
 # A view served per HTTP method carries a mapping of method to permission.
 METHOD_PERMISSIONS_ATTRIBUTE = "telerad_permissions_by_method"
@@ -54,7 +54,7 @@ class PermissionMiddleware:
             method = "GET" if request.method == "HEAD" else request.method
             permission = by_method.get(method)
             if permission is None:
-                # The view itself answers 405 for a method it does not serve.
+                # The view itself returns 405 for a method it does not serve.
                 return None
         else:
             permission = declared_permission(view)
@@ -65,6 +65,8 @@ class PermissionMiddleware:
                 return None
             logger.error("view %s declares no permission; denied %s", getattr(view, "__qualname__", view), request.path)
             return forbidden(request, view, _("This page is not open to any role."))
+        if permission == ANY_SIGNED_IN_USER:
+            return None
         if not has_permission(request.user, permission):
             logger.info("denied %s to user %s: missing permission %s", request.path, request.user.get_username(), permission)
             return forbidden(request, view, _("Your role does not allow this."))

@@ -47,19 +47,20 @@ class Permission(enum.StrEnum):
     MANAGE_OWN_ACCOUNT = "manage-own-account"
     # Every study of the archive: study list and pages, viewer, QIDO-RS, WADO-RS.
     VIEW_STUDIES = "view-studies"
-    # Adding images over the web (STOW-RS).
+    # Adding instances over the web (STOW-RS).
     STORE_STUDIES = "store-studies"
     MANAGE_USERS = "manage-users"
     MANAGE_REMOTE_AES = "manage-remote-aes"
     # Searching the audit trail and exporting it.
     VIEW_AUDIT = "view-audit"
-    # Signing in to the Django admin; each model there also needs its own permission.
+    # Signing in to the Django admin. Each model there also needs its own permission.
     USE_ADMIN_SITE = "use-admin-site"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.RADIOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES}),
-    Role.RESIDENT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES}),
+    # Readers store too: the viewer saves measurements and key images as new instances.
+    Role.RADIOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
+    Role.RESIDENT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
     Role.TECHNOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
     # Clinicians see only their own patients' exams, through the portal.
     Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
@@ -70,6 +71,10 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     Role.IT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE}),
     Role.AUDITOR: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_AUDIT}),
 }
+
+# Declared by views that every signed-in user may reach whatever their roles,
+# such as the home page, which then sends each user on by role.
+ANY_SIGNED_IN_USER = "any-signed-in-user"
 
 # The attribute a view carries to declare what it needs.
 VIEW_PERMISSION_ATTRIBUTE = "telerad_permission"
@@ -111,17 +116,17 @@ def has_permission(user: AbstractBaseUser | AnonymousUser, permission: Permissio
 
 def set_roles(user: AbstractBaseUser, roles: Iterable[Role]) -> None:
     """Give `user` exactly `roles`, and staff status when one of them opens the Django admin."""
-    wanted = set(roles)
-    groups = [Group.objects.get_or_create(name=role.value)[0] for role in sorted(wanted)]
-    kept = user.groups.exclude(name__in=[role.value for role in Role])
-    user.groups.set([*kept, *groups])
-    user.is_staff = any(Permission.USE_ADMIN_SITE in GRANTS[role] for role in wanted)
+    requested = set(roles)
+    groups = [Group.objects.get_or_create(name=role.value)[0] for role in sorted(requested)]
+    other_groups = user.groups.exclude(name__in=[role.value for role in Role])
+    user.groups.set([*other_groups, *groups])
+    user.is_staff = any(Permission.USE_ADMIN_SITE in GRANTS[role] for role in requested)
     user.save(update_fields=["is_staff"])
     if hasattr(user, _CACHE_ATTRIBUTE):
         delattr(user, _CACHE_ATTRIBUTE)
 
 
-def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def requires(permission: Permission | str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare the permission a view needs; :class:`telerad.accounts.middleware.PermissionMiddleware` enforces it."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,5 +136,5 @@ def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[
     return decorate
 
 
-def declared_permission(view: Callable[..., Any]) -> Permission | None:
+def declared_permission(view: Callable[..., Any]) -> Permission | str | None:
     return getattr(view, VIEW_PERMISSION_ATTRIBUTE, None)

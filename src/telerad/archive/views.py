@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.translation import gettext_lazy as _
 
+from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Instance, Patient, Series, Study
 from telerad.archive.query import WildcardMatch
 from telerad.archive.names import fold
@@ -154,6 +155,7 @@ def _record_view(request: HttpRequest, action: audit.Action, **identifiers: str)
     )
 
 
+@requires(Permission.VIEW_STUDIES)
 def study_list(request: HttpRequest) -> HttpResponse:
     form = StudySearchForm(request.GET or None)
     page: Page | None = None
@@ -178,6 +180,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
     return render(request, "archive/study_list.html", context)
 
 
+@requires(Permission.VIEW_STUDIES)
 def study_detail(request: HttpRequest, study_pk: int) -> HttpResponse:
     study = get_object_or_404(Study.objects.select_related("patient"), pk=study_pk)
     instances = Instance.objects.order_by(F("instance_number").asc(nulls_last=True), "id").only(

@@ -36,6 +36,11 @@ class Action(enum.StrEnum):
     RETRIEVE = "retrieve"
     TOKEN_CREATED = "token-created"
     TOKEN_REVOKED = "token-revoked"
+    USER_CREATED = "user-created"
+    USER_CHANGED = "user-changed"
+    USER_DISABLED = "user-disabled"
+    USER_ENABLED = "user-enabled"
+    ROLES_CHANGED = "roles-changed"
 
 
 class Outcome(enum.IntEnum):

@@ -7,19 +7,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-# User name, password, staff, superuser. The passwords are public, so they
-# exist only where TELERAD_DEMO=true.
+# User name, password, role names (see telerad.accounts.roles.Role). The
+# passwords are public, so they exist only where TELERAD_DEMO=true.
 DEMO_ACCOUNTS = (
-    ("admin", "telerad-demo-admin", True, True),
-    ("radiologist", "telerad-demo-radiologist", False, False),
-    ("technologist", "telerad-demo-technologist", False, False),
+    ("admin", "telerad-demo-admin", ("administrator", "it")),
+    ("radiologist", "telerad-demo-radiologist", ("radiologist",)),
+    ("technologist", "telerad-demo-technologist", ("technologist",)),
+    ("auditor", "telerad-demo-auditor", ("auditor",)),
 )
 
 
 def login_lines() -> list[str]:
     lines = ["  demo logins (user / password):"]
-    for username, password, _, _ in DEMO_ACCOUNTS:
-        lines.append(f"         {username:<13} {password}")
+    for username, password, roles in DEMO_ACCOUNTS:
+        lines.append(f"         {username:<13} {password:<28} ({', '.join(roles)})")
     return lines
 
 

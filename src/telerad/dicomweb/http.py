@@ -16,12 +16,15 @@ import logging
 from typing import Any, Callable
 
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
+from telerad.accounts.middleware import API_VIEW_ATTRIBUTE, METHOD_PERMISSIONS_ATTRIBUTE
+from telerad.accounts.roles import declared_permission
 from telerad.accounts.tokens import unauthorized
 from telerad.audit import events as audit
 from telerad.audit.models import AuditEvent
@@ -59,12 +62,23 @@ def endpoint(view: View) -> View:
         except DicomwebError as error:
             return error.response()
 
+    setattr(wrapped, API_VIEW_ATTRIBUTE, True)
     return login_not_required(wrapped)
 
 
 def by_method(**views: View) -> View:
-    """One URL served by a view per HTTP method, as PS3.18 puts search and store on the same resource."""
+    """One URL served by a view per HTTP method, as PS3.18 puts search and store on the same resource.
+
+    Each view declares its permission with ``requires``; PermissionMiddleware
+    checks the one of the request's method.
+    """
     allowed = ", ".join(sorted(views))
+    permissions = {}
+    for method, view in views.items():
+        permission = declared_permission(view)
+        if permission is None:
+            raise ImproperlyConfigured(f"the {method} view {view.__qualname__} declares no permission")
+        permissions[method] = permission
 
     def dispatch(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         view = views.get(request.method or "")
@@ -84,6 +98,8 @@ def by_method(**views: View) -> View:
                 return rejection
         return view(request, *args, **kwargs)
 
+    setattr(dispatch, METHOD_PERMISSIONS_ATTRIBUTE, permissions)
+    setattr(dispatch, API_VIEW_ATTRIBUTE, True)
     return login_not_required(csrf_exempt(dispatch))
 
 

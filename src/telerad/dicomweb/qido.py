@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
+from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Study
 from telerad.archive.query import (
     LEVEL_TABLES,
@@ -148,16 +149,19 @@ class SearchRequest:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def search_studies(request: HttpRequest, **resource: Any) -> HttpResponse:
     return _search(request, Resource(Level.STUDY))
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def search_series(request: HttpRequest, *, study: str = "", **resource: Any) -> HttpResponse:
     return _search(request, Resource(Level.SERIES, study=study))
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def search_instances(request: HttpRequest, *, study: str = "", series: str = "", **resource: Any) -> HttpResponse:
     return _search(request, Resource(Level.IMAGE, study=study, series=series))
 

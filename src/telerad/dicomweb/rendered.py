@@ -41,6 +41,7 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.utils.translation import gettext as _
 
+from telerad.accounts.roles import Permission, requires
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.events import Action
@@ -321,12 +322,14 @@ def _render_instance(request: HttpRequest, row: Instance, frame_numbers: list[in
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def instance_rendered(request: HttpRequest, *, study: str, series: str, instance: str) -> HttpResponse:
     row = _find_instance(study, series, instance)
     return _render_instance(request, row, list(range(1, (row.number_of_frames or 1) + 1)), explicit_frames=False)
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def frames_rendered(request: HttpRequest, *, study: str, series: str, instance: str, frames: list[int]) -> HttpResponse:
     row = _find_instance(study, series, instance)
     _require_image(row)
@@ -357,6 +360,7 @@ def _render_each(rows: list[Instance], parameters: RenderingParameters, media_ty
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def study_rendered(request: HttpRequest, *, study: str) -> HttpResponse:
     study_row = _find_study(study)
     rows = list(_image_instances(Instance.objects.filter(series__study=study_row)))
@@ -364,6 +368,7 @@ def study_rendered(request: HttpRequest, *, study: str) -> HttpResponse:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def series_rendered(request: HttpRequest, *, study: str, series: str) -> HttpResponse:
     series_row = _find_series(study, series)
     rows = list(_image_instances(Instance.objects.filter(series=series_row)))
@@ -405,6 +410,7 @@ def _middle(rows: QuerySet[Instance]) -> Instance | None:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def study_thumbnail(request: HttpRequest, *, study: str) -> HttpResponse:
     study_row = _find_study(study)
     first_image = _image_instances(Instance.objects.filter(series__study=study_row)).first()
@@ -414,17 +420,20 @@ def study_thumbnail(request: HttpRequest, *, study: str) -> HttpResponse:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def series_thumbnail(request: HttpRequest, *, study: str, series: str) -> HttpResponse:
     series_row = _find_series(study, series)
     return _thumbnail(request, _middle(_image_instances(Instance.objects.filter(series=series_row))))
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def instance_thumbnail(request: HttpRequest, *, study: str, series: str, instance: str) -> HttpResponse:
     return _thumbnail(request, _find_instance(study, series, instance))
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def frames_thumbnail(request: HttpRequest, *, study: str, series: str, instance: str, frames: list[int]) -> HttpResponse:
     row = _find_instance(study, series, instance)
     _require_image(row)

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 
+from telerad.accounts.roles import Permission, requires
 from telerad.archive import header, ingest
 from telerad.archive.models import Instance
 from telerad.audit import events as audit
@@ -92,6 +93,7 @@ class PartOutcome:
 
 
 @endpoint
+@requires(Permission.STORE_STUDIES)
 def store_instances(request: HttpRequest, study: str | None = None) -> HttpResponse:
     """Store the application/dicom parts of a multipart/related body (PS3.18 10.5)."""
     if choose(request.headers.get("Accept", ""), RESPONSE_OFFERS) is None:

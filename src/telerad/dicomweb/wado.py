@@ -24,6 +24,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags, quote_etag
 from django.utils.translation import gettext as _
 
+from telerad.accounts.roles import Permission, requires
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.events import Action
@@ -157,16 +158,19 @@ def negotiate(request: HttpRequest, offers: list[Offer]) -> tuple[Offer, MediaRa
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def retrieve_study(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def retrieve_series(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def retrieve_instance(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
@@ -223,16 +227,19 @@ def _transcoded(instance: InstanceFile) -> Iterator[bytes]:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def study_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def series_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def instance_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
@@ -275,6 +282,7 @@ def _gzipped(request: HttpRequest, response: HttpResponse) -> HttpResponse:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     found = find(resource)
     instance = found.instances[0]
@@ -296,6 +304,7 @@ def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
 
 
 @endpoint
+@requires(Permission.VIEW_STUDIES)
 def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     try:
         steps = bulkdata.parse_tag_path(resource["attribute"])

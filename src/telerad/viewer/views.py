@@ -22,6 +22,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
+from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Study
 from telerad.viewer import install
 
@@ -126,6 +127,7 @@ def _resolve(directory: Path, relative: str) -> Path | None:
 
 
 @require_safe
+@requires(Permission.VIEW_STUDIES)
 def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
     """Send a file of the viewer, or index.html for the viewer's own routes (/viewer/viewer?StudyInstanceUIDs=...)."""
     directory = viewer_directory()
@@ -196,6 +198,7 @@ window.config.httpErrorHandler = function (error) {
 
 
 @require_safe
+@requires(Permission.VIEW_STUDIES)
 def app_config_script(request: HttpRequest) -> HttpResponse:
     manifest = _manifest(viewer_directory())
     if manifest is None:
@@ -212,6 +215,7 @@ def _plain(status: int, message: str) -> HttpResponse:
 
 
 @require_safe
+@requires(Permission.VIEW_STUDIES)
 def invoke_image_display(request: HttpRequest) -> HttpResponse:
     """Open a study by its UID or accession number, as IHE Invoke Image Display requests do.
 

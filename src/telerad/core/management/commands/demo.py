@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from telerad.accounts import roles
 from telerad.core import runtime
 from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, write_patient_history
 
@@ -34,12 +35,12 @@ class Command(BaseCommand):
 
     def _create_accounts(self) -> None:
         users = get_user_model()
-        for username, password, staff, superuser in DEMO_ACCOUNTS:
+        for username, password, role_names in DEMO_ACCOUNTS:
             user, _ = users.objects.get_or_create(username=username)
-            user.is_staff = staff
-            user.is_superuser = superuser
+            user.is_superuser = False
             user.set_password(password)
             user.save()
+            roles.set_roles(user, [roles.Role(name) for name in role_names])
 
     def _prepare_metadata(self) -> None:
         """Build the viewer's metadata of every study now, so that the first look at each is quick."""

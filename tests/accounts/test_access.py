@@ -1,0 +1,181 @@
+"""Every URL of the project against every role: anonymous users, users of each role and users without a role.
+
+The table below names what each URL needs. A URL pattern missing from the
+table fails the test, so that a new page cannot ship without a decision on
+who may open it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
+
+from telerad.accounts.roles import ANY_SIGNED_IN_USER, GRANTS, Permission, Role
+from telerad.core.views import HOME_PAGES
+
+PUBLIC = "public"
+VIEW = Permission.VIEW_STUDIES
+STORE = Permission.STORE_STUDIES
+
+# URL name: {HTTP method: what it needs}.
+EXPECTED: dict[str, dict[str, str]] = {
+    "home": {"GET": ANY_SIGNED_IN_USER},
+    "login": {"GET": PUBLIC},
+    "logout": {"POST": ANY_SIGNED_IN_USER},
+    "archive:study-list": {"GET": VIEW},
+    "archive:study-detail": {"GET": VIEW},
+    "dicomweb:studies": {"GET": VIEW, "POST": STORE},
+    "dicomweb:series": {"GET": VIEW},
+    "dicomweb:instances": {"GET": VIEW},
+    "dicomweb:study": {"GET": VIEW, "POST": STORE},
+    "dicomweb:study-series": {"GET": VIEW},
+    "dicomweb:study-instances": {"GET": VIEW},
+    "dicomweb:series-instances": {"GET": VIEW},
+    "dicomweb:study-metadata": {"GET": VIEW},
+    "dicomweb:series-resource": {"GET": VIEW},
+    "dicomweb:series-metadata": {"GET": VIEW},
+    "dicomweb:instance": {"GET": VIEW},
+    "dicomweb:instance-metadata": {"GET": VIEW},
+    "dicomweb:frames": {"GET": VIEW},
+    "dicomweb:bulkdata": {"GET": VIEW},
+    "dicomweb:study-rendered": {"GET": VIEW},
+    "dicomweb:study-thumbnail": {"GET": VIEW},
+    "dicomweb:series-rendered": {"GET": VIEW},
+    "dicomweb:series-thumbnail": {"GET": VIEW},
+    "dicomweb:instance-rendered": {"GET": VIEW},
+    "dicomweb:instance-thumbnail": {"GET": VIEW},
+    "dicomweb:frames-rendered": {"GET": VIEW},
+    "dicomweb:frames-thumbnail": {"GET": VIEW},
+    "viewer:app-config": {"GET": VIEW},
+    "viewer:iid": {"GET": VIEW},
+    "viewer:serve": {"GET": VIEW},
+}
+
+# Programs get 401 instead of the login page's redirect.
+API_NAMESPACES = {"dicomweb"}
+
+SAMPLE_ARGUMENTS = {
+    "int": "7",
+    "uid": "1.2.3.4",
+    "frames": "1",
+    "path": "00280010",
+}
+
+
+def project_patterns(patterns=None, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str, str]]:
+    """Yield (URL name, route, namespace) for every pattern outside the Django admin."""
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace == "admin":
+                continue
+            yield from project_patterns(pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace)
+        elif isinstance(pattern, URLPattern):
+            name = f"{namespace}:{pattern.name}" if namespace else pattern.name
+            yield name, prefix + str(pattern.pattern), namespace
+
+
+def concrete_url(name: str, route: str) -> str:
+    if "(?P<relative>" in route:
+        return reverse(name, kwargs={"relative": "index.html"})
+    kwargs = {}
+    for converter, argument in re.findall(r"<(\w+):(\w+)>", route):
+        kwargs[argument] = SAMPLE_ARGUMENTS[converter]
+    return reverse(name, kwargs=kwargs)
+
+
+ALL_PATTERNS = sorted(project_patterns())
+CASES = [
+    pytest.param(name, concrete_url(name, route), method, need, namespace, id=f"{method} {name}")
+    for name, route, namespace in ALL_PATTERNS
+    for method, need in EXPECTED.get(name, {}).items()
+]
+
+
+def test_table_names_every_url_pattern():
+    names = {name for name, _, _ in ALL_PATTERNS}
+
+    assert names - set(EXPECTED) == set(), "URL patterns without an access rule in EXPECTED"
+    assert set(EXPECTED) - names == set(), "access rules for URL names that no longer exist"
+
+
+@pytest.mark.parametrize(("name", "url", "method", "need", "namespace"), CASES)
+def test_anonymous_is_sent_to_login_or_refused(client, db, name, url, method, need, namespace):
+    response = client.generic(method, url)
+
+    if need == PUBLIC:
+        assert response.status_code == 200
+    elif namespace in API_NAMESPACES:
+        assert response.status_code == 401
+        assert "WWW-Authenticate" in response
+    else:
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login") + "?next=")
+
+
+def url_exists(name: str) -> bool:
+    try:
+        reverse(name)
+    except NoReverseMatch:
+        return False
+    return True
+
+
+def expected_outcome(role: Role | None, name: str, need: str) -> str:
+    if need == PUBLIC:
+        return "allowed"
+    granted = GRANTS[role] if role is not None else frozenset()
+    if need == ANY_SIGNED_IN_USER:
+        # The home page sends each user on to the first page their roles open.
+        if name == "home" and not any(permission in granted and url_exists(url_name) for url_name, permission in HOME_PAGES):
+            return "denied"
+        return "allowed"
+    return "allowed" if need in granted else "denied"
+
+
+@pytest.mark.parametrize("role", [*Role, None], ids=[*(role.value for role in Role), "no-role"])
+def test_each_role_gets_what_the_table_allows(make_user, role):
+    user = make_user("walker", *([role.value] if role is not None else []))
+    client = Client()
+    mismatches = []
+
+    for name, url, method, need, _namespace in (case.values for case in CASES):
+        client.force_login(user)
+        response = client.generic(method, url)
+        outcome = "denied" if response.status_code in (401, 403) else "allowed"
+        # Logging out ends at the login page; anywhere else that redirect means the user was turned away.
+        if name != "logout" and response.status_code == 302 and response["Location"].startswith(reverse("login")):
+            outcome = "denied"
+        expected = expected_outcome(role, name, need)
+        if outcome != expected:
+            mismatches.append(f"{method} {url}: {expected} expected, got {response.status_code}")
+
+    assert mismatches == []
+
+
+def test_view_without_declared_permission_is_denied(make_user, settings):
+    settings.ROOT_URLCONF = "tests.accounts.undeclared_urls"
+    client = Client()
+    client.force_login(make_user("reader", "radiologist"))
+
+    response = client.get("/undeclared/")
+
+    assert response.status_code == 403
+    assert b"must never be served" not in response.content
+
+
+@pytest.mark.parametrize("role", list(Role), ids=[role.value for role in Role])
+def test_admin_site_opens_only_to_roles_granting_it(make_user, role):
+    client = Client()
+    client.force_login(make_user("walker", role.value))
+
+    response = client.get(reverse("admin:index"))
+
+    if Permission.USE_ADMIN_SITE in GRANTS[role]:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
