@@ -6,6 +6,7 @@ import socket
 import ssl
 
 import pytest
+import requests
 
 from .conftest import ServerFactory, TeleradServer
 
@@ -55,3 +56,33 @@ def test_https_rejects_tls_1_1(tls_server):
 
     with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION|UNEXPECTED_EOF"):
         https_get(tls_server, context)
+
+
+def https_session(server: TeleradServer) -> requests.Session:
+    session = requests.Session()
+    # Environment variables could swap the trusted CA or route through a proxy.
+    session.trust_env = False
+    session.verify = str(server.data_dir / "tls" / "telerad.crt")
+    return session
+
+
+def test_https_sends_hsts_and_secure_cookies(tls_server):
+    tls_server.add_user("https-reader", "radiologist", password="a long enough password")
+    session = https_session(tls_server)
+    base = f"https://127.0.0.1:{tls_server.http_port}"
+
+    login_page = session.get(f"{base}/login/", timeout=CONNECT_TIMEOUT)
+    signed_in = session.post(
+        f"{base}/login/",
+        data={"username": "https-reader", "password": "a long enough password", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/login/"},
+        allow_redirects=False,
+        timeout=CONNECT_TIMEOUT,
+    )
+
+    assert login_page.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert signed_in.status_code == 302
+    cookies = {cookie.name: cookie for cookie in session.cookies}
+    assert cookies["csrftoken"].secure
+    assert cookies["sessionid"].secure
+    assert cookies["sessionid"].has_nonstandard_attr("HttpOnly")
