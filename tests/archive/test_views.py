@@ -19,6 +19,7 @@ from pydicom.uid import generate_uid
 from telerad.archive.ingest import Outcome, Source, store_file
 from telerad.archive.models import Study
 from telerad.archive.templatetags.dicom_format import dicom_date, dicom_time, person_name, uid_name
+from telerad.archive.views import SEARCHES_KEPT
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
 
@@ -82,8 +83,13 @@ def listed_uids(response) -> list[str]:
     return [study.study_instance_uid for study in response.context["page"].object_list]
 
 
+def post_search(client: Client, fields: dict[str, str]):
+    """Post the search form and follow its redirect, as a browser does."""
+    return client.post(LIST_URL, fields, follow=True)
+
+
 def search(client: Client, **fields: str) -> list[str]:
-    response = client.get(LIST_URL, fields)
+    response = post_search(client, fields)
     assert response.status_code == 200
     return listed_uids(response)
 
@@ -316,7 +322,7 @@ def test_date_range_search_narrows_list(user_client, store):
 
 
 def test_date_inputs_are_date_fields(user_client, db):
-    response = user_client.get(LIST_URL, {"study_date_from": "2004-01-01"})
+    response = post_search(user_client, {"study_date_from": "2004-01-01"})
     content = response.content.decode()
 
     assert 'type="date" name="study_date_from" value="2004-01-01"' in content
@@ -326,7 +332,7 @@ def test_date_inputs_are_date_fields(user_client, db):
 def test_reversed_date_range_shows_error(user_client, store):
     store(CT)
 
-    response = user_client.get(LIST_URL, {"study_date_from": "2005-01-01", "study_date_to": "2004-01-01"})
+    response = post_search(user_client, {"study_date_from": "2005-01-01", "study_date_to": "2004-01-01"})
 
     assert response.status_code == 200
     assert response.context["page"] is None
@@ -346,7 +352,7 @@ def test_reversed_date_range_shows_error(user_client, store):
     ],
 )
 def test_field_error_ids_exist(user_client, db, fields, field_name):
-    response = user_client.get(LIST_URL, fields)
+    response = post_search(user_client, fields)
     page = parse_ids(response)
 
     described_by = page.described_by[field_name]
@@ -358,7 +364,7 @@ def test_field_error_ids_exist(user_client, db, fields, field_name):
 def test_search_without_match_says_so(user_client, store):
     store(CT)
 
-    response = user_client.get(LIST_URL, {"patient_id": "NO-SUCH-ID"})
+    response = post_search(user_client, {"patient_id": "NO-SUCH-ID"})
     content = response.content.decode()
 
     assert response.status_code == 200
@@ -382,14 +388,14 @@ def test_empty_archive_says_nothing_stored(user_client, db):
 def test_empty_archive_with_blank_form(user_client, db):
     blank_form = {"patient_name": "", "patient_id": "", "accession_number": "", "study_date_from": "", "study_date_to": ""}
 
-    content = user_client.get(LIST_URL, blank_form).content.decode()
+    content = post_search(user_client, blank_form).content.decode()
 
     assert "No studies are stored yet." in content
     assert "No studies match this search." not in content
 
 
 def test_empty_archive_with_search(user_client, db):
-    content = user_client.get(LIST_URL, {"patient_name": "Buc"}).content.decode()
+    content = post_search(user_client, {"patient_name": "Buc"}).content.decode()
 
     assert "0 studies" in content
     assert "No studies match this search." in content
@@ -424,16 +430,56 @@ def test_page_links_keep_search(user_client, store_copy):
     for day in range(1, 52):
         store_copy(CT, StudyDate=f"202001{day % 28 + 1:02d}")
 
-    response = user_client.get(LIST_URL, {"patient_id": "1CT1"})
+    response = post_search(user_client, {"patient_id": "1CT1"})
 
-    assert b'href="?patient_id=1CT1&amp;page=2"' in response.content
+    key = response.request["QUERY_STRING"].removeprefix("search=")
+    assert f'href="?search={key}&amp;page=2"'.encode() in response.content
+    assert b"1CT1" not in response.request["QUERY_STRING"].encode()
 
 
 def test_page_number_out_of_range_shows_last_page(user_client, store):
     ct = store(CT)
 
-    assert search(user_client, page="7") == [ct.study_instance_uid]
-    assert search(user_client, page="last") == [ct.study_instance_uid]
+    assert listed_uids(user_client.get(LIST_URL, {"page": "7"})) == [ct.study_instance_uid]
+    assert listed_uids(user_client.get(LIST_URL, {"page": "last"})) == [ct.study_instance_uid]
+
+
+def test_search_address_names_no_patient(user_client, store):
+    store(CT)
+
+    response = user_client.post(LIST_URL, {"patient_name": "CompressedSamples", "patient_id": "1CT1"})
+
+    assert response.status_code == 303
+    location = response["Location"]
+    assert location.startswith(LIST_URL + "?search=")
+    assert "1CT1" not in location
+    assert "Compressed" not in location
+
+
+def test_unknown_search_key_returns_to_list(user_client, db):
+    response = user_client.get(LIST_URL, {"search": "not-a-key"}, follow=True)
+
+    assert response.redirect_chain == [(LIST_URL, 302)]
+    assert "no longer available" in response.content.decode()
+
+
+def test_search_key_of_another_session_is_unknown(user_client, plain_user, store):
+    store(CT)
+    location = user_client.post(LIST_URL, {"patient_id": "1CT1"})["Location"]
+    other = Client()
+    other.force_login(plain_user)
+
+    response = other.get(location)
+
+    assert response.status_code == 302
+    assert response["Location"] == LIST_URL
+
+
+def test_session_keeps_recent_searches_only(user_client, db):
+    locations = [user_client.post(LIST_URL, {"patient_id": f"ID{number}"})["Location"] for number in range(SEARCHES_KEPT + 1)]
+
+    assert user_client.get(locations[0]).status_code == 302
+    assert user_client.get(locations[-1]).status_code == 200
 
 
 # The study page
@@ -571,10 +617,11 @@ def test_study_page_writes_audit_event(user_client, store):
 def test_list_writes_audit_event_with_search(user_client, store):
     store(CT)
 
-    user_client.get(
+    user_client.post(
         LIST_URL,
         {"patient_name": "Compressed", "patient_id": "1CT1", "accession_number": "A7", "study_date_from": "2004-01-01"},
         REMOTE_ADDR="192.0.2.8",
+        follow=True,
     )
 
     event = AuditEvent.objects.get(action=Action.STUDY_LIST_VIEWED)
@@ -589,7 +636,7 @@ def test_list_writes_audit_event_with_search(user_client, store):
 def test_list_audit_event_omits_searched_name(user_client, store):
     store(FRENCH)
 
-    user_client.get(LIST_URL, {"patient_name": "Jérôme"})
+    post_search(user_client, {"patient_name": "Jérôme"})
 
     event = AuditEvent.objects.get(action=Action.STUDY_LIST_VIEWED)
     assert "patient_name=(not recorded)" in event.detail

@@ -6,13 +6,17 @@ Every page that shows patient data writes an audit event before it renders.
 from __future__ import annotations
 
 import datetime
+import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Paginator
 from django.db.models import F, Prefetch, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from telerad.accounts.roles import Permission, requires
@@ -33,6 +37,11 @@ NAME_WORD_SEPARATORS = ("^", "=", " ", "-")
 PERSON_NAME_MAX_LENGTH = 3 * 64 + 2
 LONG_STRING_MAX_LENGTH = 64
 SHORT_STRING_MAX_LENGTH = 16
+# A search is posted, and its fields wait in the session under a random key,
+# so that patient names and IDs stay out of URLs, browser history and server
+# logs. The key pages through the results; the oldest searches are dropped.
+SEARCH_SESSION_KEY = "study_searches"
+SEARCHES_KEPT = 20
 
 
 def _has_wildcard(text: str) -> bool:
@@ -155,12 +164,39 @@ def _record_view(request: HttpRequest, action: audit.Action, **identifiers: str)
     )
 
 
+def _remember_search(request: HttpRequest, form: StudySearchForm) -> str:
+    """Keep a valid search's fields in the session; return the opaque key that names it in URLs."""
+    searches = request.session.get(SEARCH_SESSION_KEY, {})
+    key = secrets.token_urlsafe(9)
+    searches[key] = {name: form.data.get(name, "") for name in form.fields}
+    # Dictionaries keep insertion order, so the oldest searches go first.
+    while len(searches) > SEARCHES_KEPT:
+        searches.pop(next(iter(searches)))
+    request.session[SEARCH_SESSION_KEY] = searches
+    return key
+
+
 @requires(Permission.VIEW_STUDIES)
 def study_list(request: HttpRequest) -> HttpResponse:
-    form = StudySearchForm(request.GET or None)
-    page: Page | None = None
-    if form.is_bound and not form.is_valid():
-        return render(request, "archive/study_list.html", {"form": form, "page": page})
+    list_url = reverse("archive:study-list")
+    if request.method == "POST":
+        form = StudySearchForm(request.POST)
+        if not form.is_valid():
+            return render(request, "archive/study_list.html", {"form": form, "page": None})
+        if not form.has_criteria():
+            return HttpResponseRedirect(list_url, status=303)
+        return HttpResponseRedirect(f"{list_url}?{urlencode({'search': _remember_search(request, form)})}", status=303)
+
+    form = StudySearchForm()
+    key = request.GET.get("search", "")
+    if key:
+        fields = request.session.get(SEARCH_SESSION_KEY, {}).get(key)
+        if fields is None:
+            messages.info(request, _("That search is no longer available, for example after signing in again. Search again."))
+            return HttpResponseRedirect(list_url)
+        form = StudySearchForm(fields)
+        if not form.is_valid():
+            return render(request, "archive/study_list.html", {"form": form, "page": None})
 
     studies = Study.objects.select_related("patient").order_by(*NEWEST_FIRST)
     if form.is_bound:
