@@ -36,6 +36,9 @@ class Action(enum.StrEnum):
     RETRIEVE = "retrieve"
     TOKEN_CREATED = "token-created"
     TOKEN_REVOKED = "token-revoked"
+    AUDIT_SEARCHED = "audit-searched"
+    AUDIT_EVENT_VIEWED = "audit-event-viewed"
+    AUDIT_EXPORTED = "audit-exported"
 
 
 class Outcome(enum.IntEnum):
