@@ -121,6 +121,9 @@ def verify_chain(batch_size: int = 5000) -> list[ChainProblem]:
         expected_previous = event.hash
         expected_sequence = event.sequence + 1
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and head.last_sequence != expected_sequence - 1:
-        problems.append(ChainProblem(head.last_sequence, f"the chain should end at event {head.last_sequence} but ends at {expected_sequence - 1} (events at the end were deleted)"))
+    last_sequence = expected_sequence - 1
+    if head is not None and head.last_sequence > last_sequence:
+        problems.append(ChainProblem(head.last_sequence, f"the chain should end at event {head.last_sequence} but ends at {last_sequence} (events at the end were deleted)"))
+    elif head is not None and head.last_sequence < last_sequence:
+        problems.append(ChainProblem(last_sequence, f"the chain should end at event {head.last_sequence} but ends at {last_sequence} (events were added outside telerad)"))
     return problems
