@@ -213,7 +213,7 @@ def _read_audit_settings(reader: _Reader) -> dict[str, Any]:
     if host and ca_file is None:
         reader.problem("audit_syslog_ca_file", "missing; set it to the PEM file of the CA that signed the audit repository's certificate")
     if (certificate is None) != (private_key is None):
-        reader.problem("audit_syslog_certificate", "set both TELERAD_AUDIT_SYSLOG_CERTIFICATE and TELERAD_AUDIT_SYSLOG_PRIVATE_KEY, or neither when the audit repository asks no client certificate")
+        reader.problem("audit_syslog_certificate", "set both TELERAD_AUDIT_SYSLOG_CERTIFICATE and TELERAD_AUDIT_SYSLOG_PRIVATE_KEY, or neither when the audit repository requires no client certificate")
     for name, value in (("audit_syslog_ca_file", ca_file), ("audit_syslog_certificate", certificate), ("audit_syslog_private_key", private_key)):
         if value is not None and not value.is_file():
             reader.problem(name, f"the file {value} does not exist")

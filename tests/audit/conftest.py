@@ -164,7 +164,8 @@ class SyslogReceiver(socketserver.ThreadingTCPServer):
         while position < len(data):
             space = data.index(b" ", position)
             length_text = data[position:space]
-            assert length_text.isdigit() and not length_text.startswith(b"0"), f"invalid MSG-LEN {length_text!r} at octet {position}"
+            assert length_text.isdigit(), f"invalid MSG-LEN {length_text!r} at octet {position}"
+            assert not length_text.startswith(b"0"), f"MSG-LEN {length_text!r} at octet {position} has a leading zero"
             length = int(length_text)
             frame = data[space + 1 : space + 1 + length]
             assert len(frame) == length, f"frame at octet {position} is cut: {len(frame)} of {length} octets"

@@ -38,7 +38,7 @@ class Code:
 
 
 class Flow(enum.Enum):
-    """Which way instances moved, which gives the source and destination roles of the participants."""
+    """The direction in which instances moved, from which the participants' source and destination roles follow."""
 
     NONE = "none"
     TO_TELERAD = "to-telerad"

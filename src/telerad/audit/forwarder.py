@@ -1,6 +1,6 @@
 """Send audit events to the configured audit repository, in sequence order, without losing any.
 
-The database row :class:`~telerad.audit.models.AuditForwardCursor` holds the
+The database row :class:`~telerad.audit.models.AuditForwardCursor` stores the
 last sequence the repository received. A forwarder sends the events after it
 and moves the cursor only after a batch was sent, so an event is never skipped.
 It may be sent twice, when a process stops between sending and moving the

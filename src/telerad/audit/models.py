@@ -36,7 +36,7 @@ class AuditChainHead(models.Model):
 
 
 class AuditForwardCursor(models.Model):
-    """One row that holds the last event sent to the audit repository, and which process is sending.
+    """One row that stores the last event sent to the audit repository, and which process is sending.
 
     A forwarder takes the lease before it sends, so that several processes on
     one database (web and DICOM nodes) send each event once and in order. A

@@ -1,9 +1,10 @@
 """Syslog messages (RFC 5424) carrying audit messages, sent over TLS (RFC 5425) to an audit repository.
 
-The header fields follow IHE ITI-20 (Record Audit Event): facility 10
-(security/authorization), severity 5 (notice) for successful events and 4
-(warning) for failures, MSGID ``IHE+RFC-3881``, no structured data, and the
-XML audit message as a UTF-8 MSG that starts with a byte order mark.
+The header fields follow IHE ITI-20 (Record Audit Event). The facility is 10
+(security/authorization), the severity 5 (notice) for successful events and 4
+(warning) for failures, and the MSGID ``IHE+RFC-3881``. There is no
+structured data, and the MSG is the XML audit message in UTF-8 after a byte
+order mark.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class SyslogTlsSender:
             raise
 
     def close(self) -> None:
-        """Close the connection as RFC 5425 4.4 asks: close_notify first, then TCP.
+        """Close the connection as RFC 5425 4.4 requires: close_notify first, then TCP.
 
         The close waits up to `close_seconds` for the repository to close its
         side, reading what it sent, because closing with unread data makes the
@@ -122,7 +123,7 @@ class SyslogTlsSender:
             try:
                 connection = connection.unwrap()
             except (OSError, ValueError):
-                # The repository closed without its own close_notify, or did not answer in time.
+                # The repository closed without its own close_notify, or its reply timed out.
                 pass
             connection.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + self.close_seconds
@@ -151,7 +152,7 @@ class SyslogTlsSender:
         A syslog receiver sends no application data, but a TLS 1.3 server
         sends session tickets after the handshake. Reading without blocking
         consumes those and returns EOF only when the repository closed, so
-        that the next frames do not go into a connection nobody reads.
+        that the next frames do not go into a connection the repository no longer reads.
         """
         try:
             readable, _, _ = select.select([connection], [], [], 0)

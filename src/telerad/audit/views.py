@@ -1,7 +1,7 @@
 """The auditor's pages: search the trail, read one event, export a search as CSV.
 
 Reading the trail is itself audited: every search, event page and export
-appends an event before it answers.
+appends an event before it responds.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def event_export(request: HttpRequest) -> HttpResponse:
 
     detail = form.audit_detail()
     export_event = _record(request, Action.AUDIT_EXPORTED, f"CSV export; {detail}" if detail else "CSV export", **_searched_identifiers(form))
-    # The export holds the trail as it was before this request.
+    # The export contains the trail as it was before this request.
     events = form.filter(AuditEvent.objects.filter(sequence__lt=export_event.sequence).order_by("sequence"))
 
     filename = timezone.now().strftime("telerad-audit-%Y%m%dT%H%M%SZ.csv")
