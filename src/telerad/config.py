@@ -18,6 +18,7 @@ import enum
 import os
 import re
 import secrets
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
@@ -73,6 +74,16 @@ class Config:
     qido_max_results: int = 1000
     demo: bool = False
     log_level: str = "INFO"
+    # The IHE audit record repository that receives every audit event as a
+    # syslog message over TLS (RFC 5425); forwarding is off without a host.
+    audit_syslog_host: str = ""
+    audit_syslog_port: int = 6514
+    audit_syslog_ca_file: Path | None = None
+    audit_syslog_certificate: Path | None = None
+    audit_syslog_private_key: Path | None = None
+    # AuditSourceID of the audit messages; the AE title when unset.
+    audit_source_id: str = ""
+    audit_enterprise_site_id: str = ""
     problems: tuple[ConfigProblem, ...] = ()
 
     @property
@@ -103,6 +114,10 @@ class Config:
     @property
     def uses_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")
+
+    @property
+    def audit_forwarding(self) -> bool:
+        return bool(self.audit_syslog_host)
 
 
 def default_data_dir() -> Path:
@@ -189,6 +204,37 @@ def _read_file_values(environ: Mapping[str, str], data_dir: Path) -> tuple[dict[
         return {}, [ConfigProblem("config_file", f"cannot read {path}: {exc}")]
 
 
+def _read_audit_settings(reader: _Reader) -> dict[str, Any]:
+    """Read the audit repository settings; a host without a CA file is a problem, because the server must be verified."""
+    host = reader.string("audit_syslog_host", "").strip()
+    ca_file = reader.path("audit_syslog_ca_file")
+    certificate = reader.path("audit_syslog_certificate")
+    private_key = reader.path("audit_syslog_private_key")
+    if host and ca_file is None:
+        reader.problem("audit_syslog_ca_file", "missing; set it to the PEM file of the CA that signed the audit repository's certificate")
+    if (certificate is None) != (private_key is None):
+        reader.problem("audit_syslog_certificate", "set both TELERAD_AUDIT_SYSLOG_CERTIFICATE and TELERAD_AUDIT_SYSLOG_PRIVATE_KEY, or neither when the audit repository requires no client certificate")
+    for name, value in (("audit_syslog_ca_file", ca_file), ("audit_syslog_certificate", certificate), ("audit_syslog_private_key", private_key)):
+        if value is not None and not value.is_file():
+            reader.problem(name, f"the file {value} does not exist")
+    if ca_file is not None and ca_file.is_file():
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except ssl.SSLError as exc:
+            reader.problem("audit_syslog_ca_file", f"{ca_file} contains no valid PEM certificate ({exc.reason or exc}); give the CA certificate in PEM form")
+    source_id = reader.string("audit_source_id", "").strip()
+    site_id = reader.string("audit_enterprise_site_id", "").strip()
+    return {
+        "audit_syslog_host": host,
+        "audit_syslog_port": reader.integer("audit_syslog_port", 6514, minimum=1, maximum=65535),
+        "audit_syslog_ca_file": ca_file,
+        "audit_syslog_certificate": certificate,
+        "audit_syslog_private_key": private_key,
+        "audit_source_id": source_id,
+        "audit_enterprise_site_id": site_id,
+    }
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from `environ` (default: the process environment)."""
     environ = os.environ if environ is None else environ
@@ -249,6 +295,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         qido_max_results=reader.integer("qido_max_results", 1000, minimum=1, maximum=100_000),
         demo=reader.boolean("demo", False),
         log_level=log_level,
+        **_read_audit_settings(reader),
     )
     if config.http_port == config.dicom_port:
         reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")

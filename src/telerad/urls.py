@@ -19,6 +19,7 @@ urlpatterns = [
     path("studies/", include("telerad.archive.urls")),
     path("dicom-web/", include("telerad.dicomweb.urls")),
     path("viewer/", include("telerad.viewer.urls")),
+    path("audit/", include("telerad.audit.urls")),
     path("admin/", admin.site.urls),
 ]
 

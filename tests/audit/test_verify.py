@@ -66,3 +66,68 @@ def test_deleted_last_row_is_reported():
 
     assert status == 1
     assert "should end at event 3" in output
+
+
+def insert_row(sequence: int, previous_hash: str, hash_: str) -> None:
+    values = {
+        "sequence": sequence,
+        "occurred_at": "2026-01-01 00:00:00+00:00",
+        "user": "intruder",
+        "address": "",
+        "action": "study-viewed",
+        "outcome": 0,
+        "patient_id": "P9",
+        "study_instance_uid": "",
+        "detail": "",
+        "previous_hash": previous_hash,
+        "hash": hash_,
+    }
+    # "user" is a reserved word in PostgreSQL.
+    columns = ", ".join(connection.ops.quote_name(name) for name in values)
+    placeholders = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO audit_auditevent ({columns}) VALUES ({placeholders})", list(values.values()))
+
+
+def test_row_inserted_with_sql_is_reported():
+    record_three()
+    insert_row(4, AuditEvent.objects.get(sequence=3).hash, "f" * 64)
+
+    status, output = run_verify()
+
+    assert status == 1
+    assert "event 4: the content does not match its hash" in output
+    assert "event 4: the chain should end at event 3 but ends at 4 (events were added outside telerad)" in output
+
+
+def test_row_inserted_with_a_valid_hash_is_reported():
+    record_three()
+    forged = AuditEvent(
+        sequence=4,
+        occurred_at=AuditEvent.objects.get(sequence=3).occurred_at,
+        user="intruder",
+        action=events.Action.STUDY_VIEWED,
+        outcome=0,
+        patient_id="P9",
+        previous_hash=AuditEvent.objects.get(sequence=3).hash,
+    )
+    forged.hash = events.event_hash(forged)
+    forged.save()
+
+    status, output = run_verify()
+
+    assert status == 1
+    assert "the chain should end at event 3 but ends at 4" in output
+    assert "does not match its hash" not in output
+
+
+def test_row_deleted_with_sql_is_reported():
+    record_three()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditevent WHERE sequence = 2")
+
+    status, output = run_verify()
+
+    assert status == 1
+    assert "event 3: events 2 to 2 are missing" in output
+    assert "event 3: the link to the previous event is broken" in output

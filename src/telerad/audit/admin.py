@@ -5,16 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from telerad.audit.events import Outcome
+from telerad.audit.labels import outcome_label
 from telerad.audit.models import AuditEvent
 from telerad.core.admin import ReadOnlyAdmin
-
-OUTCOME_LABELS = {
-    Outcome.SUCCESS: _("success"),
-    Outcome.MINOR_FAILURE: _("minor failure"),
-    Outcome.SERIOUS_FAILURE: _("serious failure"),
-    Outcome.MAJOR_FAILURE: _("major failure"),
-}
 
 
 @admin.register(AuditEvent)
@@ -29,4 +22,4 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("outcome"), ordering="outcome")
     def outcome_name(self, event: AuditEvent) -> str:
-        return str(OUTCOME_LABELS.get(event.outcome, event.outcome))
+        return outcome_label(event.outcome)

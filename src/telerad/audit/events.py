@@ -41,6 +41,9 @@ class Action(enum.StrEnum):
     USER_DISABLED = "user-disabled"
     USER_ENABLED = "user-enabled"
     ROLES_CHANGED = "roles-changed"
+    AUDIT_SEARCHED = "audit-searched"
+    AUDIT_EVENT_VIEWED = "audit-event-viewed"
+    AUDIT_EXPORTED = "audit-exported"
 
 
 class Outcome(enum.IntEnum):
@@ -123,6 +126,9 @@ def verify_chain(batch_size: int = 5000) -> list[ChainProblem]:
         expected_previous = event.hash
         expected_sequence = event.sequence + 1
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and head.last_sequence != expected_sequence - 1:
-        problems.append(ChainProblem(head.last_sequence, f"the chain should end at event {head.last_sequence} but ends at {expected_sequence - 1} (events at the end were deleted)"))
+    last_sequence = expected_sequence - 1
+    if head is not None and head.last_sequence > last_sequence:
+        problems.append(ChainProblem(head.last_sequence, f"the chain should end at event {head.last_sequence} but ends at {last_sequence} (events at the end were deleted)"))
+    elif head is not None and head.last_sequence < last_sequence:
+        problems.append(ChainProblem(last_sequence, f"the chain should end at event {head.last_sequence} but ends at {last_sequence} (events were added outside telerad)"))
     return problems

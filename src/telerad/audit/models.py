@@ -33,3 +33,17 @@ class AuditChainHead(models.Model):
 
     last_sequence = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+
+
+class AuditForwardCursor(models.Model):
+    """One row that stores the last event sent to the audit repository, and which process is sending.
+
+    A forwarder takes the lease before it sends, so that several processes on
+    one database (web and DICOM nodes) send each event once and in order. A
+    lease left by a stopped process expires and is taken over.
+    """
+
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True)
+    forwarded_at = models.DateTimeField(null=True)

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from telerad.audit import forwarder as audit_forwarder
 from telerad.core import runtime
 from telerad.dicomweb import prebuild
 from telerad.dimse import server as dicom_server
@@ -25,9 +26,11 @@ class Command(BaseCommand):
             runtime.prepare_database()
 
         prebuild.start_worker()
+        audit_forwarder.start()
         listener = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
             runtime.web_server().run()
         finally:
             dicom_server.stop(listener)
+            audit_forwarder.stop()

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from telerad.audit import forwarder as audit_forwarder
 from telerad.core import runtime
 
 
@@ -16,5 +17,9 @@ class Command(BaseCommand):
             runtime.require_valid_configuration()
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
+        audit_forwarder.start()
         runtime.print_banner(web=True, dicom=False)
-        runtime.web_server().run()
+        try:
+            runtime.web_server().run()
+        finally:
+            audit_forwarder.stop()
