@@ -19,9 +19,9 @@ from pydicom.uid import generate_uid
 from telerad.archive.ingest import Outcome, Source, store_file
 from telerad.archive.models import Study
 from telerad.archive.templatetags.dicom_format import dicom_date, dicom_time, person_name, uid_name
-from telerad.archive.views import SEARCHES_KEPT
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
+from telerad.core.searches import SEARCHES_KEPT
 
 PASSWORD = "correct horse battery staple"
 LIST_URL = reverse("archive:study-list")

@@ -6,11 +6,12 @@ import csv
 import datetime
 import io
 from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.http import StreamingHttpResponse
 from django.template.loader import render_to_string
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from telerad.accounts.roles import Role
 from telerad.audit import events
@@ -91,6 +92,21 @@ def test_list_shows_newest_first(client, auditor, sample_events):
     assert "mallory" in response.content.decode()
 
 
+def search(client: Client, fields: dict[str, str]):
+    """Post the search form and follow its redirect, as a browser does."""
+    return client.post("/audit/", fields, follow=True)
+
+
+def search_key(client: Client, fields: dict[str, str]) -> str:
+    """Post a valid search; return the key of its result pages."""
+    location = client.post("/audit/", fields)["Location"]
+    return parse_qs(urlsplit(location).query)["search"][0]
+
+
+def export(client: Client, fields: dict[str, str]):
+    return client.get("/audit/export.csv", {"search": search_key(client, fields)})
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -107,14 +123,14 @@ def test_list_shows_newest_first(client, auditor, sample_events):
     ],
 )
 def test_search_filters(client, auditor, sample_events, query, expected):
-    response = client.get("/audit/", query)
+    response = search(client, query)
 
     assert response.status_code == 200
     assert listed_sequences(response) == expected
 
 
 def test_search_rejects_reversed_time_range(client, auditor, sample_events):
-    response = client.get("/audit/", {"occurred_from": "2026-03-05T00:00", "occurred_to": "2026-03-01T00:00"})
+    response = search(client, {"occurred_from": "2026-03-05T00:00", "occurred_to": "2026-03-01T00:00"})
 
     assert response.status_code == 200
     assert "The start is after the end" in response.content.decode()
@@ -122,7 +138,7 @@ def test_search_rejects_reversed_time_range(client, auditor, sample_events):
 
 
 def test_search_rejects_unknown_action(client, auditor):
-    response = client.get("/audit/", {"action": "no-such-action"})
+    response = search(client, {"action": "no-such-action"})
 
     assert response.context["form"].errors["action"]
 
@@ -133,18 +149,19 @@ def test_pagination(client, auditor):
 
     # Each request appends its own audit event, so the later ones filter by user.
     first = client.get("/audit/")
-    second = client.get("/audit/", {"user": "pacs", "page": "2"})
-    third = client.get("/audit/", {"user": "pacs", "page": "3"})
+    key = search_key(client, {"user": "pacs"})
+    second = client.get("/audit/", {"search": key, "page": "2"})
+    third = client.get("/audit/", {"search": key, "page": "3"})
 
     assert listed_sequences(first) == list(range(120, 70, -1))
     assert listed_sequences(second) == list(range(70, 20, -1))
     assert listed_sequences(third) == list(range(20, 0, -1))
     assert third.context["page"].paginator.num_pages == 3
-    assert 'href="?user=pacs&amp;page=3"' in second.content.decode()
+    assert f'href="?search={key}&amp;page=3"' in second.content.decode()
 
 
 def test_search_is_audited(client, auditor, sample_events):
-    client.get("/audit/", {"patient_id": "P1", "action": Action.RETRIEVE.value, "page": "1"})
+    client.get("/audit/", {"search": search_key(client, {"patient_id": "P1", "action": Action.RETRIEVE.value}), "page": "1"})
 
     recorded = AuditEvent.objects.order_by("-sequence").first()
     assert recorded.action == Action.AUDIT_SEARCHED
@@ -209,7 +226,7 @@ def test_export_is_streamed_csv(client, auditor, sample_events):
 
 
 def test_export_applies_the_search(client, auditor, sample_events):
-    response = client.get("/audit/export.csv", {"patient_id": "P1"})
+    response = export(client, {"patient_id": "P1"})
 
     rows = read_csv(response)
     assert [row[0] for row in rows[1:]] == ["2", "5"]
@@ -217,7 +234,7 @@ def test_export_applies_the_search(client, auditor, sample_events):
 
 
 def test_export_leaves_out_its_own_event(client, auditor, sample_events):
-    response = client.get("/audit/export.csv", {"patient_id": "P1"})
+    response = export(client, {"patient_id": "P1"})
 
     rows = read_csv(response)
     export_event = AuditEvent.objects.get(action=Action.AUDIT_EXPORTED)
@@ -240,7 +257,7 @@ def test_export_quotes_separators_quotes_and_newlines(client, auditor):
 
 
 def test_export_is_audited(client, auditor, sample_events):
-    response = client.get("/audit/export.csv", {"user": "bob"})
+    response = export(client, {"user": "bob"})
     rows = read_csv(response)
 
     recorded = AuditEvent.objects.get(action=Action.AUDIT_EXPORTED)
@@ -249,12 +266,20 @@ def test_export_is_audited(client, auditor, sample_events):
     assert [row[0] for row in rows[1:]] == ["3"]
 
 
-def test_export_rejects_invalid_search(client, auditor):
-    response = client.get("/audit/export.csv", {"occurred_from": "yesterday"})
+def test_export_rejects_unknown_search(client, auditor):
+    response = client.get("/audit/export.csv", {"search": "not-a-key"})
 
     assert response.status_code == 400
-    assert "occurred_from" in response.content.decode()
+    assert "no longer available" in response.content.decode()
     assert not AuditEvent.objects.exists()
+
+
+def test_search_address_names_no_patient(client, auditor):
+    response = client.post("/audit/", {"patient_id": "P1", "study_instance_uid": STUDY_UID})
+
+    assert response.status_code == 303
+    assert "P1" not in response["Location"]
+    assert STUDY_UID not in response["Location"]
 
 
 def test_navigation_links_audit_for_auditors_only(make_user):

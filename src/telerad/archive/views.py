@@ -6,7 +6,6 @@ Every page that shows patient data writes an audit event before it renders.
 from __future__ import annotations
 
 import datetime
-import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +23,7 @@ from telerad.archive.models import Instance, Patient, Series, Study
 from telerad.archive.query import WildcardMatch
 from telerad.archive.names import fold
 from telerad.audit import events as audit
+from telerad.core import searches
 
 STUDIES_PER_PAGE = 50
 # The list's order, served by the index study_newest_first.
@@ -37,11 +37,8 @@ NAME_WORD_SEPARATORS = ("^", "=", " ", "-")
 PERSON_NAME_MAX_LENGTH = 3 * 64 + 2
 LONG_STRING_MAX_LENGTH = 64
 SHORT_STRING_MAX_LENGTH = 16
-# A search is posted, and its fields wait in the session under a random key,
-# so that patient names and IDs stay out of URLs, browser history and server
-# logs. The key pages through the results; the oldest searches are dropped.
-SEARCH_SESSION_KEY = "study_searches"
-SEARCHES_KEPT = 20
+# Searches are posted and kept in the session (see core.searches).
+SEARCH_KIND = "studies"
 
 
 def _has_wildcard(text: str) -> bool:
@@ -164,18 +161,6 @@ def _record_view(request: HttpRequest, action: audit.Action, **identifiers: str)
     )
 
 
-def _remember_search(request: HttpRequest, form: StudySearchForm) -> str:
-    """Keep a valid search's fields in the session; return the opaque key that names it in URLs."""
-    searches = request.session.get(SEARCH_SESSION_KEY, {})
-    key = secrets.token_urlsafe(9)
-    searches[key] = {name: form.data.get(name, "") for name in form.fields}
-    # Dictionaries keep insertion order, so the oldest searches go first.
-    while len(searches) > SEARCHES_KEPT:
-        searches.pop(next(iter(searches)))
-    request.session[SEARCH_SESSION_KEY] = searches
-    return key
-
-
 @requires(Permission.VIEW_STUDIES)
 def study_list(request: HttpRequest) -> HttpResponse:
     list_url = reverse("archive:study-list")
@@ -185,12 +170,12 @@ def study_list(request: HttpRequest) -> HttpResponse:
             return render(request, "archive/study_list.html", {"form": form, "page": None})
         if not form.has_criteria():
             return HttpResponseRedirect(list_url, status=303)
-        return HttpResponseRedirect(f"{list_url}?{urlencode({'search': _remember_search(request, form)})}", status=303)
+        return HttpResponseRedirect(f"{list_url}?{urlencode({'search': searches.remember(request, SEARCH_KIND, form)})}", status=303)
 
     form = StudySearchForm()
     key = request.GET.get("search", "")
     if key:
-        fields = request.session.get(SEARCH_SESSION_KEY, {}).get(key)
+        fields = searches.recall(request, SEARCH_KIND, key)
         if fields is None:
             messages.info(request, _("That search is no longer available, for example after signing in again. Search again."))
             return HttpResponseRedirect(list_url)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import datetime
 from typing import Any, Iterator
+from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -23,8 +26,12 @@ from telerad.audit import atna
 from telerad.audit.events import Action, event_hash, record_event
 from telerad.audit.labels import ACTION_LABELS, OUTCOME_LABELS, action_label, outcome_label
 from telerad.audit.models import AuditEvent
+from telerad.core import searches
 
 EVENTS_PER_PAGE = 50
+# Searches are posted and kept in the session, so that the patient IDs an
+# auditor looks for stay out of URLs (see core.searches).
+SEARCH_KIND = "audit"
 EXPORT_CHUNK_SIZE = 2000
 CSV_COLUMNS = ["sequence", "time", "user", "address", "action", "outcome", "patient_id", "study_instance_uid", "detail", "hash"]
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S")
@@ -97,9 +104,28 @@ def _searched_identifiers(form: AuditSearchForm) -> dict[str, str]:
     return {field: form.cleaned_data[field] for field in ("patient_id", "study_instance_uid") if form.cleaned_data[field]}
 
 
+def _search_form(request: HttpRequest) -> AuditSearchForm | None:
+    """Return the form of the search named by the `search` parameter (unbound without one), or None for an unknown key."""
+    key = request.GET.get("search", "")
+    if not key:
+        return AuditSearchForm()
+    fields = searches.recall(request, SEARCH_KIND, key)
+    return AuditSearchForm(fields) if fields is not None else None
+
+
 @requires(Permission.VIEW_AUDIT)
 def event_list(request: HttpRequest) -> HttpResponse:
-    form = AuditSearchForm(request.GET or None)
+    list_url = reverse("audit:event-list")
+    if request.method == "POST":
+        posted = AuditSearchForm(request.POST)
+        if not posted.is_valid():
+            return render(request, "audit/event_list.html", {"form": posted, "page": None})
+        return HttpResponseRedirect(f"{list_url}?{urlencode({'search': searches.remember(request, SEARCH_KIND, posted)})}", status=303)
+
+    form = _search_form(request)
+    if form is None:
+        messages.info(request, _("That search is no longer available, for example after signing in again. Search again."))
+        return HttpResponseRedirect(list_url)
     if form.is_bound and not form.is_valid():
         return render(request, "audit/event_list.html", {"form": form, "page": None})
 
@@ -117,6 +143,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
 
     context = {
         "form": form,
+        "search_key": request.GET.get("search", ""),
         "page": page,
         "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
         "rows": rows,
@@ -172,15 +199,20 @@ def _csv_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
 @requires(Permission.VIEW_AUDIT)
 def event_export(request: HttpRequest) -> HttpResponse:
     """Stream the events that match the search as CSV, in sequence order, one database chunk at a time."""
-    form = AuditSearchForm(request.GET)
-    if not form.is_valid():
-        errors = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in form.errors.items())
+    form = _search_form(request)
+    if form is None:
+        return HttpResponseBadRequest("That search is no longer available; search again, then export.\n", content_type="text/plain; charset=utf-8")
+    if form.is_bound and not form.is_valid():
+        errors = "; ".join(f"{name}: {' '.join(texts)}" for name, texts in form.errors.items())
         return HttpResponseBadRequest(f"Invalid search: {errors}\n", content_type="text/plain; charset=utf-8")
 
-    detail = form.audit_detail()
-    export_event = _record(request, Action.AUDIT_EXPORTED, f"CSV export; {detail}" if detail else "CSV export", **_searched_identifiers(form))
+    detail = form.audit_detail() if form.is_bound else ""
+    identifiers = _searched_identifiers(form) if form.is_bound else {}
+    export_event = _record(request, Action.AUDIT_EXPORTED, f"CSV export; {detail}" if detail else "CSV export", **identifiers)
     # The export contains the trail as it was before this request.
-    events = form.filter(AuditEvent.objects.filter(sequence__lt=export_event.sequence).order_by("sequence"))
+    events = AuditEvent.objects.filter(sequence__lt=export_event.sequence).order_by("sequence")
+    if form.is_bound:
+        events = form.filter(events)
 
     filename = timezone.now().strftime("telerad-audit-%Y%m%dT%H%M%SZ.csv")
     response = StreamingHttpResponse(_csv_lines(events), content_type="text/csv; charset=utf-8")
