@@ -10,6 +10,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from telerad.accounts import login as login_views
+from telerad.core import demo
 from telerad.accounts.models import LoginThrottle
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
@@ -197,3 +198,14 @@ def test_admin_login_goes_to_telerad_login():
 
     assert response.status_code == 302
     assert response["Location"] == "/login/?next=%2Fadmin%2F"
+
+
+def test_demo_banner_names_the_switch(login_settings):
+    login_settings(demo=True, two_factor_required=False)
+    off = demo.login_lines()[-1]
+    login_settings(two_factor_required=True)
+    on = demo.login_lines()[-1]
+
+    assert "two-factor login is off" in off
+    assert "TELERAD_TWO_FACTOR_REQUIRED=false" in off
+    assert "two-factor login is on" in on

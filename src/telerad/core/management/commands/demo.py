@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.core import runtime
-from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, write_patient_history
+from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, two_factor_line, write_patient_history
 
 
 class Command(BaseCommand):
@@ -28,6 +28,8 @@ class Command(BaseCommand):
 
         runtime.prepare_database()
         self._create_accounts()
+        self.stdout.write("Demo accounts: " + ", ".join(username for username, *_ in DEMO_ACCOUNTS))
+        self.stdout.write(two_factor_line(settings.TELERAD.two_factor_required).strip())
         if not options["no_images"]:
             self._import_samples()
             self._prepare_metadata()
