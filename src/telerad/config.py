@@ -73,6 +73,14 @@ class Config:
     # (or a higher one). A Warning header asks the client to page on.
     qido_max_results: int = 1000
     demo: bool = False
+    # After this many failed logins within login_lockout_minutes, the account
+    # name or source address they came from is locked for as many minutes.
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+    # A browser session ends after this many minutes without a request.
+    session_timeout_minutes: int = 30
+    # Every user signs in with an authenticator code after the password.
+    two_factor_required: bool = True
     log_level: str = "INFO"
     # The IHE audit record repository that receives every audit event as a
     # syslog message over TLS (RFC 5425); forwarding is off without a host.
@@ -276,6 +284,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         if value is not None and not value.is_file():
             reader.problem(name, f"the file {value} does not exist")
 
+    demo = reader.boolean("demo", False)
+
     config = Config(
         data_dir=data_dir,
         database_url=database_url,
@@ -293,7 +303,12 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         dicom_max_associations=reader.integer("dicom_max_associations", 20, minimum=1, maximum=500),
         dicomweb_max_upload_mb=reader.integer("dicomweb_max_upload_mb", 2048, minimum=1, maximum=1024 * 1024),
         qido_max_results=reader.integer("qido_max_results", 1000, minimum=1, maximum=100_000),
-        demo=reader.boolean("demo", False),
+        demo=demo,
+        login_max_failures=reader.integer("login_max_failures", 5, minimum=1, maximum=1000),
+        login_lockout_minutes=reader.integer("login_lockout_minutes", 15, minimum=1, maximum=24 * 60),
+        session_timeout_minutes=reader.integer("session_timeout_minutes", 30, minimum=1, maximum=7 * 24 * 60),
+        # The demo's accounts have public passwords and no authenticators.
+        two_factor_required=reader.boolean("two_factor_required", not demo),
         log_level=log_level,
         **_read_audit_settings(reader),
     )

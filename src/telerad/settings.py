@@ -22,6 +22,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "telerad.core",
     "telerad.audit",
     "telerad.archive",
@@ -111,7 +114,12 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-SESSION_COOKIE_AGE = 30 * 60
+# The name authenticator apps show beside the account.
+OTP_TOTP_ISSUER = "telerad"
+
+# Saving the session on every request moves its expiry forward, so the
+# cookie age is a limit on inactivity rather than on the session's length.
+SESSION_COOKIE_AGE = TELERAD.session_timeout_minutes * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = TELERAD.http_tls

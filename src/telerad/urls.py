@@ -1,9 +1,11 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
+from django.views.generic import RedirectView
 
-from telerad.accounts.roles import ANY_SIGNED_IN_USER, Permission, has_permission, requires
+from telerad.accounts import login as login_views
+from telerad.accounts.roles import Permission, has_permission
 from telerad.core.views import home
 
 admin.site.site_header = _("telerad administration")
@@ -14,12 +16,18 @@ admin.site.has_permission = lambda request: request.user.is_active and request.u
 
 urlpatterns = [
     path("", home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", requires(ANY_SIGNED_IN_USER)(auth_views.LogoutView.as_view()), name="logout"),
+    path("login/", login_views.LoginView.as_view(), name="login"),
+    path("login/verify/", login_views.verify_view, name="login-verify"),
+    path("login/two-factor-setup/", login_views.enrol_view, name="login-enrol"),
+    path("login/recovery-codes/", login_views.new_recovery_codes_view, name="login-recovery-codes"),
+    path("logout/", login_views.LogoutView.as_view(), name="logout"),
+    path("account/", include("telerad.accounts.urls")),
     path("studies/", include("telerad.archive.urls")),
     path("dicom-web/", include("telerad.dicomweb.urls")),
     path("viewer/", include("telerad.viewer.urls")),
     path("audit/", include("telerad.audit.urls")),
+    # The admin's own login form would skip the second factor and the locks.
+    path("admin/login/", login_not_required(RedirectView.as_view(pattern_name="login", query_string=True)), name="admin-login"),
     path("admin/", admin.site.urls),
 ]
 

@@ -95,3 +95,30 @@ def test_list_hides_the_token_text(reader):
     assert "active" in listing
     assert "router" in listing
     assert text not in listing
+
+
+def test_token_from_account_page_works_until_revoked(reader):
+    browser = Client()
+    browser.force_login(reader)
+    browser.post("/account/tokens/", {"name": "viewer script", "days": "7"})
+    page = browser.get("/account/").content.decode()
+    text = page.split('<code class="new-token">', 1)[1].split("</code>", 1)[0]
+    api = Client(headers={"Authorization": f"Bearer {text}"})
+    assert api.get(STUDIES_URL).status_code == 200
+
+    token = ApiToken.objects.get(user=reader)
+    browser.post(f"/account/tokens/{token.pk}/revoke/")
+
+    response = api.get(STUDIES_URL)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_expired_token_gets_401(reader):
+    text = create_with_command("reader", "--days", "1")
+    ApiToken.objects.update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+
+    response = Client().get(STUDIES_URL, headers={"Authorization": f"Bearer {text}"})
+
+    assert response.status_code == 401
+    assert b"unknown, expired or revoked" in response.content

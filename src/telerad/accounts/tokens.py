@@ -24,6 +24,10 @@ TOKEN_BYTES = 32
 SHOWN_PREFIX_LENGTH = len(TOKEN_PREFIX) + 6
 # last_used_at is written at most this often per token, to keep reads cheap.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+# Maximum lifetime, in days, of a token made on the account page, so that
+# those expire within a year. `telerad token create` can make tokens that
+# never expire.
+MAX_LIFETIME_DAYS = 366
 
 
 def digest_of(token: str) -> str:

@@ -18,10 +18,19 @@ DEMO_ACCOUNTS = (
 
 
 def login_lines() -> list[str]:
+    from django.conf import settings
+
     lines = ["  demo logins (user / password):"]
     for username, password, roles in DEMO_ACCOUNTS:
         lines.append(f"         {username:<13} {password:<28} ({', '.join(roles)})")
+    lines.append(two_factor_line(settings.TELERAD.two_factor_required))
     return lines
+
+
+def two_factor_line(required: bool) -> str:
+    if required:
+        return "         two-factor login is on: each account sets up an authenticator app at its first login"
+    return "         two-factor login is off for the demo (TELERAD_TWO_FACTOR_REQUIRED=false); keep it on elsewhere"
 
 
 def prepare_sample_variants(target: Path) -> list[Path]:

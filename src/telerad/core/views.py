@@ -16,7 +16,7 @@ HOME_PAGES = (
     ("archive:study-list", Permission.VIEW_STUDIES),
     ("audit:event-list", Permission.VIEW_AUDIT),
     ("admin:index", Permission.USE_ADMIN_SITE),
-    ("accounts:account", Permission.MANAGE_OWN_ACCOUNT),
+    ("account:home", Permission.MANAGE_OWN_ACCOUNT),
 )
 
 
