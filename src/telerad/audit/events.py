@@ -36,6 +36,10 @@ class Action(enum.StrEnum):
     RETRIEVE = "retrieve"
     TOKEN_CREATED = "token-created"
     TOKEN_REVOKED = "token-revoked"
+    # A DIMSE request of a service the calling AE is not allowed to use.
+    SERVICE_REFUSED = "service-refused"
+    # A caller on the DICOM TLS port that did not complete the handshake, for example without a valid client certificate.
+    TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
 
 
 class Outcome(enum.IntEnum):

@@ -25,9 +25,9 @@ class Command(BaseCommand):
             runtime.prepare_database()
 
         prebuild.start_worker()
-        listener = dicom_server.start(block=False)
+        listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
             runtime.web_server().run()
         finally:
-            dicom_server.stop(listener)
+            dicom_server.stop(listeners)
