@@ -34,7 +34,6 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from telerad.archive import ingest
 from telerad.audit import events as audit
-from telerad.core.tls import ensure_self_signed
 from telerad.dicomweb import prebuild
 from telerad.dimse import find, retrieve, tls
 from telerad.dimse.access import Rejection, Service, check_association, record_refused_service
@@ -161,8 +160,7 @@ def start(*, block: bool) -> list[ThreadedAssociationServer]:
         if config.dicom_plain_listener:
             servers.append(_start_server(ae, config.dicom_port, None))
         if config.dicom_tls_port is not None:
-            if config.dicom_tls_certificate is None:
-                ensure_self_signed(config.certificate_path, config.private_key_path, config.host)
+            tls.ensure_certificate(config)
             servers.append(_start_server(ae, config.dicom_tls_port, tls.server_context(config)))
     except BaseException:
         stop(servers)
@@ -343,9 +341,9 @@ def _on_finished(event: Any) -> None:
     event.assoc.telerad_stats = None
     duration = time.monotonic() - stats.started
     logger.info(
-        "association ended calling_ae=%s called_ae=%s address=%s tls=%s received=%d duplicates=%d failures=%d refused=%d duration=%.2fs",
+        "association ended calling_ae=%s called_ae=%s address=%s tls=%s received=%d duplicates=%d refused=%d failures=%d duration=%.2fs",
         stats.calling_ae_title, settings.TELERAD.ae_title, stats.address, "yes" if stats.tls else "no",
-        stats.received, stats.duplicates, stats.failures, stats.refused, duration,
+        stats.received, stats.duplicates, stats.refused, stats.failures, duration,
     )
     prebuild.schedule(study_instance_uid for _patient_id, study_instance_uid in stats.studies)
     try:

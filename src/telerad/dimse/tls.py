@@ -20,11 +20,18 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from telerad.audit import events as audit
 from telerad.config import Config
+from telerad.core.tls import ensure_self_signed
 
 logger = logging.getLogger(__name__)
 
 # Seconds a caller has to finish the TLS handshake after its TCP connection is accepted.
 HANDSHAKE_TIMEOUT = 30
+
+
+def ensure_certificate(config: Config) -> None:
+    """Create the self-signed default certificate when no DICOM or web certificate is configured and none exists yet."""
+    if config.dicom_tls_certificate is None and config.tls_certificate is None:
+        ensure_self_signed(config.certificate_path, config.private_key_path, config.host)
 
 
 def server_context(config: Config) -> ssl.SSLContext:
@@ -43,6 +50,7 @@ def client_context(config: Config) -> ssl.SSLContext:
     # PROTOCOL_TLS_CLIENT verifies the peer's certificate and host name.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    ensure_certificate(config)
     context.load_cert_chain(config.dicom_certificate_path, config.dicom_private_key_path, password=_no_password)
     if config.dicom_tls_ca_file is not None:
         context.load_verify_locations(cafile=config.dicom_tls_ca_file)
@@ -122,8 +130,9 @@ def _handshake_failed(address: str, exc: OSError) -> None:
 def _handshake_failure_reason(exc: OSError) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return exc.verify_message or "certificate verification failed"
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or type(exc).__name__
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        # OpenSSL's reason codes, such as PEER_DID_NOT_RETURN_A_CERTIFICATE, read as words.
+        return exc.reason.replace("_", " ").lower()
     if isinstance(exc, TimeoutError):
         return f"no handshake within {HANDSHAKE_TIMEOUT} s"
     return exc.strerror or type(exc).__name__
