@@ -69,19 +69,6 @@ def is_tls(assoc: Any) -> bool:
     return isinstance(assoc.dul.socket.socket, ssl.SSLSocket)
 
 
-def peer_certificate_subject(assoc: Any) -> str:
-    """Return the common name of the peer's verified certificate, or an empty string."""
-    sock = assoc.dul.socket.socket
-    if not isinstance(sock, ssl.SSLSocket):
-        return ""
-    certificate = sock.getpeercert() or {}
-    for rdn in certificate.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return ""
-
-
 class TLSAssociationServer(ThreadedAssociationServer):
     """A pynetdicom association server that runs each TLS handshake in the connection's own thread.
 
