@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import socket
 import ssl
+import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 from django.conf import settings as django_settings
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
+from telerad.audit.models import AuditEvent
 from telerad.core.checks import check_configuration
 from telerad.core.tls import ensure_self_signed
-from telerad.dimse import tls
+from telerad.dimse import server, tls
 from telerad.dimse.models import RemoteAE
+
+WAIT_TIMEOUT = 15  # seconds for one network step or for the listener to record it
 
 
 @pytest.fixture
@@ -117,3 +126,70 @@ def test_check_quiet_about_tls_aes_with_tls_port(telerad_config):
     RemoteAE.objects.create(ae_title="SECURE", tls_required=True)
 
     assert telerad_messages() == []
+
+
+@pytest.fixture
+def tls_listener(telerad_config) -> Iterator[int]:
+    """Run telerad's TLS listener on a free port of 127.0.0.1 in this process; return the port."""
+    config = telerad_config(host="127.0.0.1")
+    ae = server.build_application_entity()
+    running = server._start_server(ae, 0, tls.server_context(config))
+    try:
+        yield running.server_address[1]
+    finally:
+        server.stop([running])
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connection_closed_before_handshake_not_audited(tls_listener, caplog):
+    with caplog.at_level(logging.DEBUG, logger="telerad.dimse.tls"):
+        socket.create_connection(("127.0.0.1", tls_listener), timeout=WAIT_TIMEOUT).close()
+        logged = wait_until(lambda: "connection closed before the TLS handshake address=127.0.0.1" in caplog.messages)
+
+    assert logged
+    assert not AuditEvent.objects.filter(action="tls-handshake-failed").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_handshake_logged_and_audited(tls_listener, caplog):
+    with caplog.at_level(logging.WARNING, logger="telerad.dimse.tls"):
+        with socket.create_connection(("127.0.0.1", tls_listener), timeout=WAIT_TIMEOUT) as connection:
+            connection.sendall(b"A-ASSOCIATE-RQ without TLS\r\n")
+            audited = wait_until(lambda: AuditEvent.objects.filter(action="tls-handshake-failed").exists())
+
+    assert audited
+    event = AuditEvent.objects.get(action="tls-handshake-failed")
+    assert (event.address, event.outcome) == ("127.0.0.1", 4)
+    assert event.detail.startswith("TLS handshake on the DICOM TLS port failed: ")
+    assert [message for message in caplog.messages if message.startswith("TLS handshake failed address=127.0.0.1 reason=")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tls_listener_accepts_echo(tls_listener, key_pair):
+    RemoteAE.objects.create(ae_title="SECURE", host="127.0.0.1", tls_required=True)
+    client = ssl.create_default_context(cafile=key_pair[0])
+    ae = AE(ae_title="SECURE")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = WAIT_TIMEOUT
+    ae.add_requested_context(Verification)
+
+    assoc = ae.associate("127.0.0.1", tls_listener, ae_title="TELERAD", tls_args=(client, "127.0.0.1"))
+    try:
+        established = assoc.is_established
+        status = assoc.send_c_echo() if established else None
+    finally:
+        if assoc.is_established:
+            assoc.release()
+        ae.shutdown()
+
+    assert established
+    assert status is not None
+    assert status.Status == 0x0000

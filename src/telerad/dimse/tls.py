@@ -74,29 +74,33 @@ class TLSAssociationServer(ThreadedAssociationServer):
 
     pynetdicom's own server runs the handshake in its accept loop, so one
     caller that stalls there delays every other caller, and a failed
-    handshake leaves no trace. Here the accept loop only wraps the socket,
-    and the connection's thread runs the handshake with a timeout and logs
-    and audits a failure.
+    handshake leaves no trace. Here the accept loop only accepts, and the
+    connection's thread runs the handshake with a timeout and logs and
+    audits a failure.
     """
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        assert self.socket is not None and self.ssl_context is not None
-        client_socket, address = self.socket.accept()
-        wrapped = self.ssl_context.wrap_socket(client_socket, server_side=True, do_handshake_on_connect=False)
-        return wrapped, address
+        assert self.socket is not None
+        return self.socket.accept()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        assert self.ssl_context is not None
         address = str(client_address[0])
         timeout = request.gettimeout()
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            request.do_handshake()
+            if not request.recv(1, socket.MSG_PEEK):
+                # Closed before sending anything, as TCP health checks of load balancers do.
+                logger.debug("connection closed before the TLS handshake address=%s", address)
+                self.shutdown_request(request)
+                return
+            tls_socket = self.ssl_context.wrap_socket(request, server_side=True)
         except OSError as exc:
             _handshake_failed(address, exc)
             self.shutdown_request(request)
             return
-        request.settimeout(timeout)
-        super().finish_request(request, client_address)
+        tls_socket.settimeout(timeout)
+        super().finish_request(tls_socket, client_address)
 
 
 def _handshake_failed(address: str, exc: OSError) -> None:
