@@ -54,6 +54,17 @@ class Config:
     host: str = "127.0.0.1"
     http_port: int = 8443
     dicom_port: int = 11112
+    # DICOM TLS listener port; None runs no TLS listener.
+    dicom_tls_port: int | None = None
+    # True turns the plain DICOM listener off, so that peers connect only over TLS.
+    dicom_tls_only: bool = False
+    # The DICOM TLS certificate and key; None uses the web server's.
+    dicom_tls_certificate: Path | None = None
+    dicom_tls_private_key: Path | None = None
+    # CA bundle (PEM). When set, TLS callers must present a certificate it
+    # signed, and C-MOVE destinations are verified against it instead of the
+    # system's trusted CAs.
+    dicom_tls_ca_file: Path | None = None
     ae_title: str = "TELERAD"
     tls_certificate: Path | None = None
     tls_private_key: Path | None = None
@@ -116,6 +127,18 @@ class Config:
         return self.tls_private_key or self.tls_dir / "telerad.key"
 
     @property
+    def dicom_certificate_path(self) -> Path:
+        return self.dicom_tls_certificate or self.certificate_path
+
+    @property
+    def dicom_private_key_path(self) -> Path:
+        return self.dicom_tls_private_key or self.private_key_path
+
+    @property
+    def dicom_plain_listener(self) -> bool:
+        return not self.dicom_tls_only
+
+    @property
     def dicomweb_max_upload_bytes(self) -> int:
         return self.dicomweb_max_upload_mb * 1024 * 1024
 
@@ -175,6 +198,14 @@ class _Reader:
             self.problem(name, f"{number} is out of range; use a number from {minimum} to {maximum}")
             return default
         return number
+
+    def optional_integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
+        """Return the whole number set for `name`, or None when it is unset or invalid."""
+        if self.raw(name) in (None, ""):
+            return None
+        problems_before = len(self.problems)
+        number = self.integer(name, 0, minimum=minimum, maximum=maximum)
+        return None if len(self.problems) > problems_before else number
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
@@ -285,6 +316,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             reader.problem(name, f"the file {value} does not exist")
 
     demo = reader.boolean("demo", False)
+    dicom_tls = _read_dicom_tls(reader)
 
     config = Config(
         data_dir=data_dir,
@@ -293,6 +325,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         http_port=reader.integer("http_port", 8443, minimum=1, maximum=65535),
         dicom_port=reader.integer("dicom_port", 11112, minimum=1, maximum=65535),
         ae_title=ae_title,
+        **dicom_tls,
         tls_certificate=certificate,
         tls_private_key=private_key,
         http_tls=reader.boolean("http_tls", True),
@@ -312,11 +345,47 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         log_level=log_level,
         **_read_audit_settings(reader),
     )
-    if config.http_port == config.dicom_port:
+    if config.dicom_plain_listener and config.http_port == config.dicom_port:
         reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")
+    _check_dicom_ports(config, reader)
     if config.secret_key and len(config.secret_key) < 32:
         reader.problem("secret_key", "the secret key is shorter than 32 characters; generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
     return dataclasses.replace(config, problems=tuple(reader.problems))
+
+
+def _read_dicom_tls(reader: _Reader) -> dict[str, Any]:
+    """Read the DICOM TLS settings, collecting their problems in `reader`."""
+    tls_port = reader.optional_integer("dicom_tls_port", minimum=1, maximum=65535)
+    tls_only = reader.boolean("dicom_tls_only", False)
+    # An invalid port is reported as such, not as a missing one.
+    if tls_only and reader.raw("dicom_tls_port") in (None, ""):
+        reader.problem("dicom_tls_only", "the plain DICOM listener is off but TELERAD_DICOM_TLS_PORT is not set, so nothing would listen; set a TLS port or set TELERAD_DICOM_TLS_ONLY to false")
+
+    certificate = reader.path("dicom_tls_certificate")
+    private_key = reader.path("dicom_tls_private_key")
+    if (certificate is None) != (private_key is None):
+        reader.problem("dicom_tls_certificate", "set both TELERAD_DICOM_TLS_CERTIFICATE and TELERAD_DICOM_TLS_PRIVATE_KEY, or neither to use the web server's certificate")
+    ca_file = reader.path("dicom_tls_ca_file")
+    for name, value in (("dicom_tls_certificate", certificate), ("dicom_tls_private_key", private_key), ("dicom_tls_ca_file", ca_file)):
+        if value is not None and not value.is_file():
+            reader.problem(name, f"the file {value} does not exist")
+
+    return {
+        "dicom_tls_port": tls_port,
+        "dicom_tls_only": tls_only,
+        "dicom_tls_certificate": certificate,
+        "dicom_tls_private_key": private_key,
+        "dicom_tls_ca_file": ca_file,
+    }
+
+
+def _check_dicom_ports(config: Config, reader: _Reader) -> None:
+    if config.dicom_tls_port is None:
+        return
+    if config.dicom_tls_port == config.http_port:
+        reader.problem("dicom_tls_port", f"the DICOM TLS port {config.dicom_tls_port} is also the HTTP port; choose two different ports")
+    if config.dicom_plain_listener and config.dicom_tls_port == config.dicom_port:
+        reader.problem("dicom_tls_port", f"the DICOM TLS port {config.dicom_tls_port} is also the plain DICOM port; choose two different ports, or set TELERAD_DICOM_TLS_ONLY to true")
 
 
 def ensure_secret_key(config: Config) -> str:

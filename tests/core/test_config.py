@@ -136,3 +136,97 @@ def test_qido_max_results_of_zero_is_reported(tmp_path):
     loaded = load(tmp_path, qido_max_results="0")
 
     assert [str(problem) for problem in loaded.problems] == ["TELERAD_QIDO_MAX_RESULTS: 0 is out of range; use a number from 1 to 100000"]
+
+
+def test_dicom_tls_defaults(tmp_path):
+    loaded = load(tmp_path)
+
+    assert loaded.dicom_tls_port is None
+    assert loaded.dicom_plain_listener
+    assert loaded.dicom_tls_ca_file is None
+    assert loaded.dicom_certificate_path == tmp_path / "tls" / "telerad.crt"
+    assert loaded.dicom_private_key_path == tmp_path / "tls" / "telerad.key"
+
+
+def test_dicom_tls_uses_web_certificate_by_default(tmp_path):
+    (tmp_path / "web.crt").write_text("certificate")
+    (tmp_path / "web.key").write_text("key")
+
+    loaded = load(tmp_path, tls_certificate=str(tmp_path / "web.crt"), tls_private_key=str(tmp_path / "web.key"))
+
+    assert loaded.dicom_certificate_path == tmp_path / "web.crt"
+    assert loaded.dicom_private_key_path == tmp_path / "web.key"
+
+
+def test_dicom_tls_settings_are_read(tmp_path):
+    for name in ("dicom.crt", "dicom.key", "ca.pem"):
+        (tmp_path / name).write_text(name)
+
+    loaded = load(
+        tmp_path, dicom_tls_port="2762", dicom_tls_only="true", dicom_tls_certificate=str(tmp_path / "dicom.crt"),
+        dicom_tls_private_key=str(tmp_path / "dicom.key"), dicom_tls_ca_file=str(tmp_path / "ca.pem"),
+    )
+
+    assert loaded.problems == ()
+    assert loaded.dicom_tls_port == 2762
+    assert not loaded.dicom_plain_listener
+    assert loaded.dicom_certificate_path == tmp_path / "dicom.crt"
+    assert loaded.dicom_private_key_path == tmp_path / "dicom.key"
+    assert loaded.dicom_tls_ca_file == tmp_path / "ca.pem"
+
+
+def test_tls_only_without_tls_port_is_reported(tmp_path):
+    loaded = load(tmp_path, dicom_tls_only="true")
+
+    assert [str(problem) for problem in loaded.problems] == [
+        "TELERAD_DICOM_TLS_ONLY: the plain DICOM listener is off but TELERAD_DICOM_TLS_PORT is not set, so nothing would listen; "
+        "set a TLS port or set TELERAD_DICOM_TLS_ONLY to false"
+    ]
+
+
+def test_invalid_dicom_tls_port_is_reported_once(tmp_path):
+    loaded = load(tmp_path, dicom_tls_port="tls", dicom_tls_only="true")
+
+    assert [str(problem) for problem in loaded.problems] == [
+        "TELERAD_DICOM_TLS_PORT: 'tls' is not a whole number; use a number from 1 to 65535"
+    ]
+    assert loaded.dicom_tls_port is None
+
+
+def test_dicom_tls_certificate_without_key_is_reported(tmp_path):
+    (tmp_path / "dicom.crt").write_text("certificate")
+
+    loaded = load(tmp_path, dicom_tls_certificate=str(tmp_path / "dicom.crt"))
+
+    assert [problem.setting for problem in loaded.problems] == ["dicom_tls_certificate"]
+    assert "set both TELERAD_DICOM_TLS_CERTIFICATE and TELERAD_DICOM_TLS_PRIVATE_KEY" in str(loaded.problems[0])
+
+
+def test_missing_dicom_tls_files_are_reported(tmp_path):
+    loaded = load(
+        tmp_path, dicom_tls_certificate=str(tmp_path / "no.crt"), dicom_tls_private_key=str(tmp_path / "no.key"),
+        dicom_tls_ca_file=str(tmp_path / "no-ca.pem"),
+    )
+
+    assert [str(problem) for problem in loaded.problems] == [
+        f"TELERAD_DICOM_TLS_CERTIFICATE: the file {tmp_path / 'no.crt'} does not exist",
+        f"TELERAD_DICOM_TLS_PRIVATE_KEY: the file {tmp_path / 'no.key'} does not exist",
+        f"TELERAD_DICOM_TLS_CA_FILE: the file {tmp_path / 'no-ca.pem'} does not exist",
+    ]
+
+
+def test_dicom_tls_port_clashes_are_reported(tmp_path):
+    with_http = load(tmp_path, dicom_tls_port="8443")
+    with_plain = load(tmp_path, dicom_tls_port="11112")
+
+    assert [problem.setting for problem in with_http.problems] == ["dicom_tls_port"]
+    assert "also the HTTP port" in str(with_http.problems[0])
+    assert [problem.setting for problem in with_plain.problems] == ["dicom_tls_port"]
+    assert "also the plain DICOM port" in str(with_plain.problems[0])
+
+
+def test_tls_only_may_reuse_plain_port_number(tmp_path):
+    loaded = load(tmp_path, dicom_tls_port="11112", dicom_tls_only="true")
+
+    assert loaded.problems == ()
+    assert loaded.dicom_tls_port == loaded.dicom_port == 11112

@@ -333,11 +333,26 @@ def test_each_find_writes_one_audit_event(stored, scp):
 
 def test_refused_find_is_audited(stored, scp):
     with association(scp, calling_ae_title=OUTSIDER) as assoc:
-        find(assoc, query(QueryRetrieveLevel="STUDY", PatientName=""))
+        [(status, _)] = find(assoc, query(QueryRetrieveLevel="STUDY", PatientName=""))
 
-    event = AuditEvent.objects.get(action="query")
-    assert (event.user, event.outcome) == (OUTSIDER, 4)
-    assert "status 0x0124" in event.detail
+    assert status == 0x0124
+    event = AuditEvent.objects.get(action="service-refused")
+    assert (event.user, event.address, event.outcome) == (OUTSIDER, "127.0.0.1", 4)
+    assert event.detail == f"C-FIND refused with status 0x0124: AE {OUTSIDER} is not allowed to query"
+    assert not AuditEvent.objects.filter(action="query").exists()
+
+
+def test_refused_find_has_error_comment(stored, scp, caplog):
+    with association(scp, calling_ae_title=OUTSIDER) as assoc, caplog.at_level("INFO", logger="telerad.dimse"):
+        [response] = list(assoc.send_c_find(query(QueryRetrieveLevel="STUDY", PatientName=""), STUDY_ROOT))
+
+    status, identifier = response
+    assert status.Status == 0x0124
+    assert status.ErrorComment == f"AE {OUTSIDER} is not allowed to query"
+    assert identifier is None
+    refusals = [record for record in caplog.records if "C-FIND refused" in record.getMessage()]
+    assert len(refusals) == 1
+    assert f"calling_ae={OUTSIDER}" in refusals[0].getMessage()
 
 
 def test_log_leaves_out_query_values(stored, scp, caplog):

@@ -86,6 +86,12 @@ class Destination:
     refused: set[str] = dataclasses.field(default_factory=set)
     on_store: Any = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    # TCP connections accepted, whether or not an association followed.
+    connections: int = 0
+
+    def handle_connection(self, event: Any) -> None:
+        with self.lock:
+            self.connections += 1
 
     def handle_store(self, event: Any) -> int:
         uid = str(event.request.AffectedSOPInstanceUID)
@@ -108,7 +114,8 @@ def running_destination(transfer_syntaxes: list[str] | None = None) -> Iterator[
             ae.add_supported_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit])
         else:
             ae.add_supported_context(sop_class, transfer_syntaxes)
-    scp = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, destination.handle_store)])
+    handlers = [(evt.EVT_C_STORE, destination.handle_store), (evt.EVT_CONN_OPEN, destination.handle_connection)]
+    scp = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
     destination.port = scp.server_address[1]
     try:
         yield destination
@@ -288,11 +295,14 @@ def test_move_refused_to_ae_without_permission(samples, scp, destination):
     with association(scp, calling_ae_title=OUTSIDER) as assoc:
         [(final, _)] = move(assoc, identifier("STUDY", StudyInstanceUID=ct.study_instance_uid))
 
-    assert final.Status == 0xA801
+    assert final.Status == 0x0124
+    assert final.ErrorComment == f"AE {OUTSIDER} is not allowed to use C-MOVE"
     assert destination.received == {}
-    [event] = retrieve_events()
-    assert event.user == OUTSIDER
-    assert "not allowed to use C-MOVE" in event.detail
+    assert destination.connections == 0
+    assert retrieve_events() == []
+    event = AuditEvent.objects.get(action="service-refused")
+    assert (event.user, event.outcome) == (OUTSIDER, 4)
+    assert event.detail == f"C-MOVE refused with status 0x0124: AE {OUTSIDER} is not allowed to use C-MOVE"
 
 
 @pytest.mark.parametrize(
@@ -452,6 +462,11 @@ def test_get_refused_to_ae_without_permission(samples, scp):
 
     assert final.Status == 0x0124
     assert final.ErrorComment == f"AE {OUTSIDER} is not allowed to use C-GET"
+    assert final.NumberOfCompletedSuboperations == 0
+    assert retrieve_events() == []
+    event = AuditEvent.objects.get(action="service-refused")
+    assert (event.user, event.outcome) == (OUTSIDER, 4)
+    assert event.detail == f"C-GET refused with status 0x0124: AE {OUTSIDER} is not allowed to use C-GET"
 
 
 def test_get_rejects_missing_unique_key(samples, scp):

@@ -163,6 +163,14 @@ class TeleradServer:
         return int(self.environ["TELERAD_DICOM_PORT"])
 
     @property
+    def dicom_tls_port(self) -> int:
+        return int(self.environ["TELERAD_DICOM_TLS_PORT"])
+
+    @property
+    def plain_listener(self) -> bool:
+        return self.environ.get("TELERAD_DICOM_TLS_ONLY") != "true"
+
+    @property
     def http_port(self) -> int:
         return int(self.environ["TELERAD_HTTP_PORT"])
 
@@ -178,17 +186,20 @@ class TeleradServer:
         """Start the server, register its calling AE titles once, and wait until it accepts an association."""
         for _ in range(START_ATTEMPTS):
             self._spawn()
-            if self._wait_for_port(self.dicom_port):
+            if self._wait_for_port(self.dicom_port if self.plain_listener else self.dicom_tls_port):
                 break
             if "Address already in use" not in self.output():
                 pytest.fail(f"{self.name} exited with status {self.process.returncode} while starting:\n{self.output_tail()}")
             # Another process took a port between free_port() and the bind; try others.
-            self.environ["TELERAD_HTTP_PORT"] = str(free_port())
-            self.environ["TELERAD_DICOM_PORT"] = str(free_port())
+            for name in ("TELERAD_HTTP_PORT", "TELERAD_DICOM_PORT", "TELERAD_DICOM_TLS_PORT"):
+                if name in self.environ:
+                    self.environ[name] = str(free_port())
         else:
             pytest.fail(f"{self.name} found no free ports in {START_ATTEMPTS} attempts:\n{self.output_tail()}")
         self.register_ae(*(title for title in self._probe_and_calling_ae_titles() if title not in self.registered))
-        self._wait_for_association()
+        # A TLS-only server is ready once its TLS port is open; probing it would need a client certificate.
+        if self.plain_listener:
+            self._wait_for_association()
         # The web server starts after the DICOM listener.
         if not self._wait_for_port(self.http_port):
             pytest.fail(f"{self.name} exited before opening its HTTP port:\n{self.output_tail()}")
@@ -238,11 +249,11 @@ class TeleradServer:
             ae.shutdown()
         pytest.fail(f"{self.name} accepted no association from {probe_ae_title}:\n{self.output_tail()}")
 
-    def register_ae(self, *titles: str, host: str = "127.0.0.1") -> None:
-        """Register calling AE titles with ``telerad ae add``, all at once."""
+    def register_ae(self, *titles: str, host: str = "127.0.0.1", options: tuple[str, ...] = ()) -> None:
+        """Register calling AE titles with ``telerad ae add`` and `options`, all at once."""
         processes = [
             (title, subprocess.Popen(
-                [str(TELERAD_COMMAND), "ae", "add", title, "--host", host],
+                [str(TELERAD_COMMAND), "ae", "add", title, "--host", host, *options],
                 env=self.environ, cwd=self.data_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             ))
             for title in titles

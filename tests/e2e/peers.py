@@ -85,6 +85,17 @@ def echoscu(server: TeleradServer, calling_ae_title: str) -> subprocess.Complete
     return subprocess.run(command, env=dcmtk_environment(), capture_output=True, text=True, timeout=DCMTK_TIMEOUT)
 
 
+def run_scu(
+    tool: str, server: TeleradServer, calling_ae_title: str, *arguments: str, files: Iterable[Path] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run a DCMTK SCU verbosely against the server's plain DICOM port, with `files` after the address as storescu expects them."""
+    command = [
+        dcmtk_tool(tool), "--verbose", *DCMTK_NETWORK_OPTIONS, "--aetitle", calling_ae_title, "--call", server.ae_title,
+        *arguments, "127.0.0.1", str(server.dicom_port), *(str(path) for path in files),
+    ]
+    return subprocess.run(command, env=dcmtk_environment(), capture_output=True, text=True, timeout=DCMTK_TIMEOUT)
+
+
 def storescu_command(server: TeleradServer, calling_ae_title: str, transfer_syntax: UID, files: Iterable[Path]) -> list[str]:
     proposal = STORESCU_PROPOSAL.get(transfer_syntax)
     if proposal is None:

@@ -50,6 +50,10 @@ class Action(enum.StrEnum):
     AUDIT_SEARCHED = "audit-searched"
     AUDIT_EVENT_VIEWED = "audit-event-viewed"
     AUDIT_EXPORTED = "audit-exported"
+    # A DIMSE request of a service the calling AE is not allowed to use.
+    SERVICE_REFUSED = "service-refused"
+    # A caller on the DICOM TLS port that did not complete the handshake, for example without a valid client certificate.
+    TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
 
 
 class Outcome(enum.IntEnum):

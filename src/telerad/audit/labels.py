@@ -30,6 +30,8 @@ ACTION_LABELS = {
     Action.RETRIEVE: _("Retrieve"),
     Action.TOKEN_CREATED: _("API token created"),
     Action.TOKEN_REVOKED: _("API token revoked"),
+    Action.SERVICE_REFUSED: _("DICOM service refused"),
+    Action.TLS_HANDSHAKE_FAILED: _("DICOM TLS handshake failed"),
     Action.LOGIN_LOCKED: _("Login locked"),
     Action.PASSWORD_CHANGED: _("Password changed"),
     Action.SESSIONS_ENDED: _("All sessions ended"),

@@ -16,6 +16,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from telerad.core import demo
 from telerad.core.tls import ensure_self_signed
+from telerad.dimse import server as dicom_server
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def print_banner(*, web: bool, dicom: bool) -> None:
     if web:
         lines.append(f"  web:   {web_address()}")
     if dicom:
-        lines.append(f"  DICOM: {config.host}:{config.dicom_port}, AE title {config.ae_title}")
+        for address in dicom_server.listener_addresses():
+            lines.append(f"  DICOM: {address}, AE title {config.ae_title}")
         if config.accept_any_ae:
             lines.append("         accepting any calling AE title (TELERAD_ACCEPT_ANY_AE is on)")
     lines.append(f"  data:  {config.data_dir}")

@@ -23,6 +23,7 @@ from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, S
 
 from telerad.archive.query import CompiledQuery, InvalidQuery, Level, Root, compile_query
 from telerad.audit import events as audit
+from telerad.dimse.access import Service, record_refused_service
 from telerad.dimse.status import RequestFailure
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ def handle_find(event: Any) -> Iterator[FindResponse]:
     pynetdicom sends the final success response when the generator ends.
     """
     summary = _summary_of(event)
+    if not _may_query(event):
+        yield _refused(summary)
+        return
     try:
         try:
             request = _read_request(event, summary)
@@ -140,6 +144,14 @@ def handle_find(event: Any) -> Iterator[FindResponse]:
     finally:
         if not summary.recorded:
             _finish(summary, STATUS_INTERRUPTED, "association released or aborted before the last response")
+
+
+def _refused(summary: _Summary) -> FindResponse:
+    """Return the failure for an AE that may not query, with its log line and audit event."""
+    failure = RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {summary.calling_ae_title} is not allowed to query")
+    record_refused_service(Service.FIND, summary.calling_ae_title, summary.address, failure.comment, failure.status)
+    summary.recorded = True
+    return failure.response(), None
 
 
 def _failed(summary: _Summary, failure: RequestFailure) -> FindResponse:
@@ -162,9 +174,6 @@ def _summary_of(event: Any) -> _Summary:
 
 
 def _read_request(event: Any, summary: _Summary) -> _FindRequest:
-    if not _may_query(event):
-        raise RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {summary.calling_ae_title} is not allowed to query")
-
     sop_class_uid = str(event.request.AffectedSOPClassUID)
     root = FIND_SOP_CLASSES.get(sop_class_uid)
     if root is None:

@@ -49,7 +49,9 @@ from telerad.archive.query import MAX_LIST_OF_UIDS, Level, Root
 from telerad.archive.record import UID_PATTERN
 from telerad.audit import events as audit
 from telerad.dimse.models import RemoteAE
-from telerad.dimse.status import RequestFailure
+from telerad.dimse import tls
+from telerad.dimse.access import Service, record_refused_service
+from telerad.dimse.status import ERROR_COMMENT_LENGTH, RequestFailure
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +195,7 @@ class Destination:
     ae_title: str
     host: str
     port: int
+    tls: bool = False
 
 
 def handle_move(event: Any) -> Iterator[Any]:
@@ -228,10 +231,8 @@ def handle_get(event: Any) -> Iterator[Any]:
 
 def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     destination = _move_destination(event, retrieval)
-    if not _may_use(event, "allow_move"):
-        # Nothing goes out on behalf of an AE that may not move, not even an
-        # empty association, so it gets the status of an unknown destination.
-        yield _unknown_destination(retrieval, f"AE {retrieval.calling_ae_title} is not allowed to use C-MOVE")
+    if not _may_use(event, Service.MOVE):
+        yield _refused_move(event, retrieval)
         return
     if destination is None:
         yield _unknown_destination(retrieval, f"move destination {retrieval.destination!r} is not a registered AE with host and port")
@@ -246,11 +247,19 @@ def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     except Exception:
         instances, failure = [], _internal_error(retrieval)
 
-    options = {
+    options: dict[str, Any] = {
         "contexts": _proposed_contexts(instances),
         "max_pdu": settings.TELERAD.dicom_max_pdu,
         "evt_handlers": [(evt.EVT_CONN_OPEN, _prepare_store_association, [retrieval])],
     }
+    if destination.tls:
+        try:
+            # The peer's certificate must name destination.host, as a DNS name or IP address.
+            options["tls_args"] = (tls.client_context(settings.TELERAD), destination.host)
+        except OSError as exc:
+            logger.error("cannot load the DICOM TLS certificate, key or CA file error=%s", exc)
+            yield _unknown_destination(retrieval, f"TLS to move destination {destination.ae_title} is not available: {exc}")
+            return
     if failure is not None:
         # NOTE: pynetdicom's Move SCP reads a status only after it has
         # associated with the destination, so a failed request opens one
@@ -271,6 +280,38 @@ def _move(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     yield from _sub_operations(event, retrieval, instances)
 
 
+def _refused_move(event: Any, retrieval: Retrieval) -> tuple[None, None]:
+    """Log and audit a C-MOVE of an AE that may not move; return the destination that ends the request.
+
+    Nothing goes out on behalf of such an AE, not even an empty association.
+    pynetdicom 3.0 responds to the returned destination with 0xA801 Move
+    Destination Unknown without an Error Comment, before it would associate,
+    so that one response is rewritten into 0x0124 Refused: Not Authorized
+    with the reason as it is sent.
+    """
+    failure = RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {retrieval.calling_ae_title} is not allowed to use C-MOVE")
+    record_refused_service(Service.MOVE, retrieval.calling_ae_title, retrieval.address, failure.comment, failure.status)
+    retrieval.recorded = True
+    _rewrite_next_response(event, STATUS_MOVE_DESTINATION_UNKNOWN, failure)
+    return None, None
+
+
+def _rewrite_next_response(event: Any, expected_status: int, failure: RequestFailure) -> None:
+    """Give the next response to this request, when it has `expected_status`, the status and Error Comment of `failure`."""
+    dimse = event.assoc.dimse
+    message_id = event.request.MessageID
+
+    def send_msg(primitive: Any, context_id: int) -> None:
+        if primitive.MessageIDBeingRespondedTo == message_id:
+            vars(dimse).pop("send_msg", None)
+            if primitive.Status == expected_status:
+                primitive.Status = failure.status
+                primitive.ErrorComment = failure.comment[:ERROR_COMMENT_LENGTH]
+        type(dimse).send_msg(dimse, primitive, context_id)
+
+    dimse.send_msg = send_msg
+
+
 def _unknown_destination(retrieval: Retrieval, reason: str) -> tuple[None, None]:
     """Return the destination pynetdicom answers with 0xA801 Move Destination Unknown.
 
@@ -282,9 +323,12 @@ def _unknown_destination(retrieval: Retrieval, reason: str) -> tuple[None, None]
 
 
 def _get(event: Any, retrieval: Retrieval) -> Iterator[Any]:
+    if not _may_use(event, Service.GET):
+        # pynetdicom's Get SCP reads a status only after the number of sub-operations.
+        yield 1
+        yield _refused_get(retrieval)
+        return
     try:
-        if not _may_use(event, "allow_get"):
-            raise RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {retrieval.calling_ae_title} is not allowed to use C-GET")
         request = _read_request(event, retrieval, GET_SOP_CLASSES)
         instances = _matching_instances(request, retrieval)
     except RequestFailure as failure:
@@ -304,6 +348,14 @@ def _get(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     event.assoc.send_c_store = functools.partial(send_stored_instance, event.assoc, retrieval)
     yield len(instances)
     yield from _sub_operations(event, retrieval, instances)
+
+
+def _refused_get(retrieval: Retrieval) -> RetrieveResponse:
+    """Return the failure for an AE that may not use C-GET, with its log line and audit event."""
+    failure = RequestFailure(STATUS_NOT_AUTHORIZED, f"AE {retrieval.calling_ae_title} is not allowed to use C-GET")
+    record_refused_service(Service.GET, retrieval.calling_ae_title, retrieval.address, failure.comment, failure.status)
+    retrieval.recorded = True
+    return failure.response(), None
 
 
 def _sub_operations(event: Any, retrieval: Retrieval, instances: list[StoredInstance]) -> Iterator[RetrieveResponse]:
@@ -342,10 +394,10 @@ def _internal_error(retrieval: Retrieval) -> RequestFailure:
 # --- The request -----------------------------------------------------------------
 
 
-def _may_use(event: Any, permission: str) -> bool:
+def _may_use(event: Any, service: Service) -> bool:
     # Associations that did not pass the listener's EVT_REQUESTED check are not served.
     stats = getattr(event.assoc, "telerad_stats", None)
-    return stats is not None and bool(getattr(stats, permission))
+    return stats is not None and bool(getattr(stats, service.permission))
 
 
 def _read_request(event: Any, retrieval: Retrieval, sop_classes: dict[str, Root]) -> RetrieveRequest:
@@ -456,7 +508,7 @@ def _move_destination(event: Any, retrieval: Retrieval) -> Destination | None:
     remote_ae = RemoteAE.objects.filter(ae_title=title, enabled=True).first() if title else None
     if remote_ae is None or not remote_ae.host or not remote_ae.port:
         return None
-    return Destination(title, remote_ae.host, remote_ae.port)
+    return Destination(title, remote_ae.host, remote_ae.port, tls=remote_ae.tls_required)
 
 
 def _proposed_contexts(instances: list[StoredInstance]) -> list[PresentationContext]:

@@ -1,4 +1,8 @@
-"""telerad's DICOM listener: Verification, Storage, Query (C-FIND) and Retrieve (C-MOVE, C-GET) SCP on pynetdicom.
+"""telerad's DICOM listeners: Verification, Storage, Query (C-FIND) and Retrieve (C-MOVE, C-GET) SCP on pynetdicom.
+
+telerad listens on the plain DICOM port, the DICOM TLS port, or both. Both
+serve the same services under the same access rules, except that a remote AE
+that requires TLS is accepted on the TLS port only.
 
 Each association runs in its own pynetdicom thread. pynetdicom collects each
 received dataset in memory, and the C-STORE handler passes a view of those
@@ -12,6 +16,7 @@ import copy
 import dataclasses
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -25,12 +30,13 @@ from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification, _STORAGE_CLASSES
+from pynetdicom.transport import ThreadedAssociationServer
 
 from telerad.archive import ingest
 from telerad.audit import events as audit
 from telerad.dicomweb import prebuild
-from telerad.dimse import find, retrieve
-from telerad.dimse.access import check_association
+from telerad.dimse import find, retrieve, tls
+from telerad.dimse.access import Rejection, Service, check_association, record_refused_service
 from telerad.dimse.status import ERROR_COMMENT_LENGTH
 
 logger = logging.getLogger(__name__)
@@ -47,6 +53,7 @@ STATUS_UNABLE_TO_PROCESS = 0xC211
 # PS3.8 9.3.4: A-ASSOCIATE-RJ result, source and reason.
 REJECT_PERMANENT = 0x01
 REJECT_SOURCE_SERVICE_USER = 0x01
+REJECT_NO_REASON_GIVEN = 0x01
 REJECT_CALLING_AE_NOT_RECOGNISED = 0x03
 REJECT_CALLED_AE_NOT_RECOGNISED = 0x07
 
@@ -63,6 +70,9 @@ class AssociationStats:
     allow_find: bool = True
     allow_move: bool = True
     allow_get: bool = True
+    tls: bool = False
+    # C-STORE requests refused because the AE may not store; the first one is logged and audited.
+    refused: int = 0
     # Instances stored per (patient ID, study UID), for one audit event per study.
     studies: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
 
@@ -135,29 +145,75 @@ def event_handlers() -> list[tuple[Any, Any]]:
     ]
 
 
-def start(*, block: bool) -> Any:
-    """Start the listener on the configured address; return the server when `block` is False."""
+def start(*, block: bool) -> list[ThreadedAssociationServer]:
+    """Start the plain and the TLS listener, as configured; return them when `block` is False.
+
+    Raises OSError or ssl.SSLError when the TLS certificate, key or CA file cannot be loaded.
+    """
     config = settings.TELERAD
     removed = ingest.default_storage().remove_unfinished()
     if removed:
         logger.info("removed unfinished files of earlier runs count=%d", removed)
     ae = build_application_entity()
-    server = ae.start_server((config.host, config.dicom_port), block=False, evt_handlers=event_handlers())
-    for context in server.contexts:
-        context.__class__ = _QuickCopyContext
-    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    logger.info("DICOM listener started ae_title=%s address=%s:%s", config.ae_title, config.host, config.dicom_port)
+    servers = []
+    try:
+        if config.dicom_plain_listener:
+            servers.append(_start_server(ae, config.dicom_port, None))
+        if config.dicom_tls_port is not None:
+            tls.ensure_certificate(config)
+            servers.append(_start_server(ae, config.dicom_tls_port, tls.server_context(config)))
+    except BaseException:
+        stop(servers)
+        raise
     if block:
         try:
             threading.Event().wait()
         finally:
-            stop(server)
+            stop(servers)
+    return servers
+
+
+def _start_server(ae: AE, port: int, ssl_context: ssl.SSLContext | None) -> ThreadedAssociationServer:
+    config = settings.TELERAD
+    if ssl_context is None:
+        server = ae.start_server((config.host, port), block=False, evt_handlers=event_handlers())
+    else:
+        # ae.start_server with an SSL context would run each TLS handshake in the accept loop.
+        server = ae.make_server(
+            (config.host, port), ssl_context=ssl_context, evt_handlers=event_handlers(), server_class=tls.TLSAssociationServer,
+        )
+        thread = threading.Thread(target=server.serve_forever, name=f"DICOM TLS listener {port}", daemon=True)
+        thread.start()
+        # pynetdicom's AE tracks its servers there, and server.shutdown() removes them again.
+        ae._servers.append(server)
+    for context in server.contexts:
+        context.__class__ = _QuickCopyContext
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    logger.info(
+        "DICOM listener started ae_title=%s address=%s:%s tls=%s client_certificates=%s",
+        config.ae_title, config.host, port, "yes" if ssl_context else "no",
+        "required" if ssl_context and ssl_context.verify_mode == ssl.CERT_REQUIRED else "no",
+    )
     return server
 
 
-def stop(server: Any) -> None:
-    server.shutdown()
-    logger.info("DICOM listener stopped ae_title=%s", settings.TELERAD.ae_title)
+def stop(servers: list[ThreadedAssociationServer]) -> None:
+    for server in servers:
+        port = server.server_address[1]
+        server.shutdown()
+        logger.info("DICOM listener stopped ae_title=%s port=%s", settings.TELERAD.ae_title, port)
+
+
+def listener_addresses() -> list[str]:
+    """Describe each configured listener's address for the start banner, such as ``127.0.0.1:2762 (TLS)``."""
+    config = settings.TELERAD
+    addresses = []
+    if config.dicom_plain_listener:
+        addresses.append(f"{config.host}:{config.dicom_port}")
+    if config.dicom_tls_port is not None:
+        kind = "TLS, client certificates required" if config.dicom_tls_ca_file else "TLS"
+        addresses.append(f"{config.host}:{config.dicom_tls_port} ({kind})")
+    return addresses
 
 
 def _on_requested(event: Any) -> None:
@@ -173,12 +229,15 @@ def _on_requested(event: Any) -> None:
         return
 
     close_old_connections()
-    decision = check_association(calling, address, accept_any=settings.TELERAD.accept_any_ae)
+    over_tls = tls.is_tls(assoc)
+    decision = check_association(calling, address, accept_any=settings.TELERAD.accept_any_ae, tls=over_tls)
     if not decision.allowed:
-        _reject(assoc, calling, address, decision.reason, REJECT_CALLING_AE_NOT_RECOGNISED)
+        # PS3.8 9.3.4 has no reason for a transport refused, so a TLS refusal gives none.
+        diagnostic = REJECT_NO_REASON_GIVEN if decision.rejection is Rejection.TLS_REQUIRED else REJECT_CALLING_AE_NOT_RECOGNISED
+        _reject(assoc, calling, address, decision.reason, diagnostic)
         return
 
-    stats = AssociationStats(calling, address)
+    stats = AssociationStats(calling, address, tls=over_tls)
     # An AE accepted without a registration came in under accept_any_ae and may use every service.
     if decision.remote_ae is not None:
         stats.allow_store = decision.remote_ae.allow_store
@@ -209,7 +268,12 @@ def _on_c_store(event: Any) -> Dataset | int:
     request = event.request
     if not stats.allow_store:
         stats.failures += 1
-        return _status(STATUS_NOT_AUTHORIZED, f"AE {stats.calling_ae_title} may not store")
+        stats.refused += 1
+        comment = f"AE {stats.calling_ae_title} is not allowed to store"
+        # The first refusal is logged and audited; the association's summary line counts them all.
+        if stats.refused == 1:
+            record_refused_service(Service.STORE, stats.calling_ae_title, stats.address, comment, STATUS_NOT_AUTHORIZED)
+        return _status(STATUS_NOT_AUTHORIZED, comment)
 
     source = ingest.Source(kind="dimse", ae_title=stats.calling_ae_title, address=stats.address)
     try:
@@ -277,8 +341,9 @@ def _on_finished(event: Any) -> None:
     event.assoc.telerad_stats = None
     duration = time.monotonic() - stats.started
     logger.info(
-        "association ended calling_ae=%s called_ae=%s address=%s received=%d duplicates=%d failures=%d duration=%.2fs",
-        stats.calling_ae_title, settings.TELERAD.ae_title, stats.address, stats.received, stats.duplicates, stats.failures, duration,
+        "association ended calling_ae=%s called_ae=%s address=%s tls=%s received=%d duplicates=%d refused=%d failures=%d duration=%.2fs",
+        stats.calling_ae_title, settings.TELERAD.ae_title, stats.address, "yes" if stats.tls else "no",
+        stats.received, stats.duplicates, stats.refused, stats.failures, duration,
     )
     prebuild.schedule(study_instance_uid for _patient_id, study_instance_uid in stats.studies)
     try:

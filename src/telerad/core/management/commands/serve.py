@@ -27,10 +27,10 @@ class Command(BaseCommand):
 
         prebuild.start_worker()
         audit_forwarder.start()
-        listener = dicom_server.start(block=False)
+        listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
             runtime.web_server().run()
         finally:
-            dicom_server.stop(listener)
+            dicom_server.stop(listeners)
             audit_forwarder.stop()
