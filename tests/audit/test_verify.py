@@ -131,3 +131,33 @@ def test_row_deleted_with_sql_is_reported():
     assert status == 1
     assert "event 3: events 2 to 2 are missing" in output
     assert "event 3: the link to the previous event is broken" in output
+
+
+def test_event_with_other_patients_passes():
+    events.record_event(action=events.Action.QUERY, user="pacs", patient_ids=["P1", "P2", "P3"])
+
+    status, output = run_verify()
+
+    assert status == 0
+    assert "intact: 1 events" in output
+
+
+def test_altered_other_patients_are_reported():
+    event = events.record_event(action=events.Action.QUERY, user="pacs", patient_ids=["P1", "P2"])
+    AuditEvent.objects.filter(pk=event.pk).update(other_patient_ids="P1")
+
+    status, output = run_verify()
+
+    assert status == 1
+    assert f"event {event.sequence}: the content does not match its hash" in output
+
+
+def test_altered_patient_index_is_reported():
+    event = events.record_event(action=events.Action.QUERY, user="pacs", patient_ids=["P1", "P2"])
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditeventpatient SET patient_id = %s WHERE patient_id = %s", ["P9", "P2"])
+
+    status, output = run_verify()
+
+    assert status == 1
+    assert f"event {event.sequence}: the patient index of the event does not match its content" in output

@@ -219,9 +219,11 @@ def test_export_is_streamed_csv(client, auditor, sample_events):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="telerad-audit-')
     rows = read_csv(response)
-    assert rows[0] == ["sequence", "time", "user", "address", "action", "outcome", "patient_id", "study_instance_uid", "detail", "hash"]
+    assert rows[0] == [
+        "sequence", "time", "user", "address", "action", "outcome", "patient_id", "study_instance_uid", "detail", "other_patient_ids", "hash",
+    ]
     assert [row[0] for row in rows[1:]] == ["1", "2", "3", "4", "5"]
-    assert rows[1] == ["1", "2026-03-01T08:00:00.000000Z", "alice", "10.0.0.5", "login", "0", "", "", "", sample_events[0].hash]
+    assert rows[1] == ["1", "2026-03-01T08:00:00.000000Z", "alice", "10.0.0.5", "login", "0", "", "", "", "", sample_events[0].hash]
     assert rows[4][5] == "4"
 
 

@@ -152,11 +152,12 @@ class StudySearchForm(forms.Form):
         return "; ".join(parts)
 
 
-def _record_view(request: HttpRequest, action: audit.Action, **identifiers: str) -> None:
+def _record_view(request: HttpRequest, action: audit.Action, *, patient_ids: list[str] | None = None, **identifiers: str) -> None:
     audit.record_event(
         action=action,
         user=request.user.get_username(),
         address=request.META.get("REMOTE_ADDR", ""),
+        patient_ids=patient_ids or (),
         **identifiers,
     )
 
@@ -189,7 +190,9 @@ def study_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(studies, STUDIES_PER_PAGE).get_page(request.GET.get("page"))
 
     detail = form.audit_detail(page.number) if form.is_bound else f"page={page.number}"
-    _record_view(request, audit.Action.STUDY_LIST_VIEWED, detail=detail)
+    # The patients on the page, so that an auditor finds this view by any of them.
+    shown = [study.patient.patient_id for study in page.object_list]
+    _record_view(request, audit.Action.STUDY_LIST_VIEWED, detail=detail, patient_ids=shown)
     page_range = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
     context = {
         "form": form,

@@ -234,10 +234,11 @@ def build_message(event: AuditEvent, source: AuditSource) -> bytes:
             "ParticipantObjectTypeCodeRole": "3",
         })
         _add_code(study, "ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID)
-    if event.patient_id:
+    other_patients = event.other_patient_ids.split("\n") if event.other_patient_ids else []
+    for patient_id in filter(None, [event.patient_id, *other_patients]):
         # Type 1 (person), role 1 (patient).
         patient = ET.SubElement(root, "ParticipantObjectIdentification", {
-            "ParticipantObjectID": event.patient_id,
+            "ParticipantObjectID": patient_id,
             "ParticipantObjectTypeCode": "1",
             "ParticipantObjectTypeCodeRole": "1",
         })

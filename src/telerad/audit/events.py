@@ -10,13 +10,16 @@ import dataclasses
 import enum
 import hashlib
 import json
+from typing import Iterable
 
 from django.db import transaction
 from django.utils import timezone
 
-from telerad.audit.models import AuditChainHead, AuditEvent
+from telerad.audit.models import AuditChainHead, AuditEvent, AuditEventPatient
 
 GENESIS_HASH = "0" * 64
+# Other patients kept per event; a search that returns more names the first ones.
+MAX_OTHER_PATIENTS = 1000
 
 
 class Action(enum.StrEnum):
@@ -78,6 +81,10 @@ def event_hash(event: AuditEvent) -> str:
         "detail": event.detail,
         "previous_hash": event.previous_hash,
     }
+    # Added to the hashed content only when present, so that the hashes of
+    # events written before the field existed stay valid.
+    if event.other_patient_ids:
+        content["other_patient_ids"] = event.other_patient_ids
     encoded = json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(encoded).hexdigest()
 
@@ -91,8 +98,15 @@ def record_event(
     patient_id: str = "",
     study_instance_uid: str = "",
     detail: str = "",
+    patient_ids: Iterable[str] = (),
 ) -> AuditEvent:
-    """Append one event to the chain, inside the caller's transaction when there is one."""
+    """Append one event to the chain, inside the caller's transaction when there is one.
+
+    `patient_ids` names further patients the event concerns besides
+    `patient_id`, such as those a search returned; at most
+    MAX_OTHER_PATIENTS are kept.
+    """
+    others = [value for value in dict.fromkeys(patient_ids) if value and value != patient_id][:MAX_OTHER_PATIENTS]
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         event = AuditEvent(
@@ -105,10 +119,13 @@ def record_event(
             patient_id=patient_id,
             study_instance_uid=study_instance_uid[:64],
             detail=detail,
+            other_patient_ids="\n".join(others),
             previous_hash=head.last_hash,
         )
         event.hash = event_hash(event)
         event.save()
+        if others:
+            AuditEventPatient.objects.bulk_create(AuditEventPatient(event=event, patient_id=value) for value in others)
         head.last_sequence = event.sequence
         head.last_hash = event.hash
         head.save(update_fields=["last_sequence", "last_hash"])
@@ -126,6 +143,8 @@ def verify_chain(batch_size: int = 5000) -> list[ChainProblem]:
     problems: list[ChainProblem] = []
     expected_previous = GENESIS_HASH
     expected_sequence = 1
+    # Events with other patients, by primary key: (sequence, patient IDs), checked against their index rows in batches.
+    indexed: dict[int, tuple[int, list[str]]] = {}
     for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=batch_size):
         if event.sequence != expected_sequence:
             problems.append(ChainProblem(event.sequence, f"events {expected_sequence} to {event.sequence - 1} are missing"))
@@ -133,8 +152,15 @@ def verify_chain(batch_size: int = 5000) -> list[ChainProblem]:
             problems.append(ChainProblem(event.sequence, "the link to the previous event is broken (an event before it was changed, inserted or deleted)"))
         if event_hash(event) != event.hash:
             problems.append(ChainProblem(event.sequence, "the content does not match its hash (the event was altered)"))
+        if event.other_patient_ids:
+            indexed[event.pk] = (event.sequence, event.other_patient_ids.split("\n"))
+            if len(indexed) >= batch_size:
+                problems.extend(_check_patient_index(indexed))
+                indexed = {}
         expected_previous = event.hash
         expected_sequence = event.sequence + 1
+    problems.extend(_check_patient_index(indexed))
+    problems.sort(key=lambda problem: problem.sequence)
     head = AuditChainHead.objects.filter(pk=1).first()
     last_sequence = expected_sequence - 1
     if head is not None and head.last_sequence > last_sequence:
@@ -142,3 +168,17 @@ def verify_chain(batch_size: int = 5000) -> list[ChainProblem]:
     elif head is not None and head.last_sequence < last_sequence:
         problems.append(ChainProblem(last_sequence, f"the chain should end at event {head.last_sequence} but ends at {last_sequence} (events were added outside telerad)"))
     return problems
+
+
+def _check_patient_index(expected: dict[int, tuple[int, list[str]]]) -> list[ChainProblem]:
+    """Compare the patient index rows of these events with the patient IDs their hashed content names."""
+    if not expected:
+        return []
+    found: dict[int, list[str]] = {pk: [] for pk in expected}
+    for event_id, patient_id in AuditEventPatient.objects.filter(event_id__in=list(expected)).values_list("event_id", "patient_id"):
+        found[event_id].append(patient_id)
+    return [
+        ChainProblem(sequence, "the patient index of the event does not match its content (index rows were changed)")
+        for pk, (sequence, patient_ids) in expected.items()
+        if sorted(found[pk]) != sorted(patient_ids)
+    ]

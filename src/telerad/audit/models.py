@@ -18,6 +18,9 @@ class AuditEvent(models.Model):
     patient_id = models.TextField(_("patient ID"), blank=True, db_index=True)
     study_instance_uid = models.CharField(_("study instance UID"), max_length=64, blank=True, db_index=True)
     detail = models.TextField(_("detail"), blank=True)
+    # The other patients the event concerns, one ID per line: for example
+    # those a search returned. AuditEventPatient indexes them for searching.
+    other_patient_ids = models.TextField(_("other patient IDs"), blank=True, default="", db_default="")
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
@@ -47,3 +50,10 @@ class AuditForwardCursor(models.Model):
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True)
     forwarded_at = models.DateTimeField(null=True)
+
+
+class AuditEventPatient(models.Model):
+    """An index row: one of an event's other patient IDs, so that auditors find the event by patient."""
+
+    event = models.ForeignKey(AuditEvent, on_delete=models.CASCADE, related_name="patient_index")
+    patient_id = models.TextField(db_index=True)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -25,7 +25,7 @@ from telerad.accounts.roles import Permission, requires
 from telerad.audit import atna
 from telerad.audit.events import Action, event_hash, record_event
 from telerad.audit.labels import ACTION_LABELS, OUTCOME_LABELS, action_label, outcome_label
-from telerad.audit.models import AuditEvent
+from telerad.audit.models import AuditEvent, AuditEventPatient
 from telerad.core import searches
 
 EVENTS_PER_PAGE = 50
@@ -33,7 +33,9 @@ EVENTS_PER_PAGE = 50
 # auditor looks for stay out of URLs (see core.searches).
 SEARCH_KIND = "audit"
 EXPORT_CHUNK_SIZE = 2000
-CSV_COLUMNS = ["sequence", "time", "user", "address", "action", "outcome", "patient_id", "study_instance_uid", "detail", "hash"]
+CSV_COLUMNS = [
+    "sequence", "time", "user", "address", "action", "outcome", "patient_id", "study_instance_uid", "detail", "other_patient_ids", "hash",
+]
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format="%Y-%m-%dT%H:%M:%S")
 
 
@@ -66,9 +68,13 @@ class AuditSearchForm(forms.Form):
     def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         """Narrow `events` to those that match every field filled in. Call it only on a valid form."""
         data = self.cleaned_data
-        for field in ("user", "patient_id", "study_instance_uid", "action"):
+        for field in ("user", "study_instance_uid", "action"):
             if data[field]:
                 events = events.filter(**{field: data[field]})
+        if data["patient_id"]:
+            # The event's own patient, or one of the others it names, such as a search's results.
+            named = AuditEventPatient.objects.filter(event=OuterRef("pk"), patient_id=data["patient_id"])
+            events = events.filter(Q(patient_id=data["patient_id"]) | Exists(named))
         if data["outcome"] is not None:
             events = events.filter(outcome=data["outcome"])
         if data["occurred_from"]:
@@ -192,6 +198,8 @@ def _csv_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
             event.patient_id,
             event.study_instance_uid,
             event.detail,
+            # One line per patient in the trail; a space-separated list reads better in a spreadsheet cell.
+            " ".join(event.other_patient_ids.split("\n")) if event.other_patient_ids else "",
             event.hash,
         ])
 

@@ -13,7 +13,7 @@ import functools
 import threading
 import time
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ImproperlyConfigured
@@ -165,6 +165,7 @@ def record_access(
     study_instance_uid: str = "",
     detail: str = "",
     outcome: audit.Outcome = audit.Outcome.SUCCESS,
+    patient_ids: Iterable[str] = (),
 ) -> None:
     """Write one audit event for a DICOMweb request, naming the user, their address and the patient and study.
 
@@ -177,10 +178,10 @@ def record_access(
         # threads; the lock keeps two of them from both recording the viewing.
         with _viewing_lock:
             if not _viewing_already_recorded(request, action, study_instance_uid):
-                _write(request, action, patient_id, study_instance_uid, detail, outcome)
+                _write(request, action, patient_id, study_instance_uid, detail, outcome, patient_ids)
                 _remember((request.user.get_username(), client_address(request), str(action), study_instance_uid), time.monotonic())
         return
-    _write(request, action, patient_id, study_instance_uid, detail, outcome)
+    _write(request, action, patient_id, study_instance_uid, detail, outcome, patient_ids)
 
 
 _viewing_lock = threading.Lock()
@@ -190,7 +191,10 @@ _recent_viewings: dict[tuple[str, str, str, str], float] = {}
 RECENT_VIEWINGS_LIMIT = 10_000
 
 
-def _write(request: HttpRequest, action: audit.Action, patient_id: str, study_instance_uid: str, detail: str, outcome: audit.Outcome) -> None:
+def _write(
+    request: HttpRequest, action: audit.Action, patient_id: str, study_instance_uid: str, detail: str, outcome: audit.Outcome,
+    patient_ids: Iterable[str] = (),
+) -> None:
     audit.record_event(
         action=action,
         outcome=outcome,
@@ -199,4 +203,5 @@ def _write(request: HttpRequest, action: audit.Action, patient_id: str, study_in
         patient_id=patient_id,
         study_instance_uid=study_instance_uid,
         detail=f"DICOMweb {request.method} {request.path}" + (f": {detail}" if detail else ""),
+        patient_ids=patient_ids,
     )

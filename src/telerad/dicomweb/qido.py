@@ -539,6 +539,7 @@ def _record(
         study_instance_uid=study_instance_uid,
         detail=f"{detail}; query {query}" if query else detail,
         outcome=outcome,
+        patient_ids=returned.patient_ids if returned is not None else (),
     )
 
 

@@ -106,6 +106,9 @@ class _Summary:
     level: str = ""
     keys: dict[str, object] = dataclasses.field(default_factory=dict)
     matches: int = 0
+    # The patients of the matches, for the audit event.
+    # NOTE: known only when the query returns PatientID; other queries name their patients through their query keys alone.
+    patient_ids: dict[str, None] = dataclasses.field(default_factory=dict)
     recorded: bool = False
 
 
@@ -302,6 +305,9 @@ def _responses(event: Any, request: _FindRequest, compiled: CompiledQuery, summa
                 return
             yield status, _response_identifier(request, row, compiled.level)
             summary.matches += 1
+            patient_id = row.get("PatientID")
+            if isinstance(patient_id, str) and patient_id:
+                summary.patient_ids.setdefault(patient_id, None)
     except Exception:
         yield _failed(summary, _internal_error(summary))
         return
@@ -359,6 +365,7 @@ def _finish(summary: _Summary, status: int, comment: str) -> None:
         patient_id=_single_value(summary.keys.get("PatientID")),
         study_instance_uid=_single_value(summary.keys.get("StudyInstanceUID")),
         detail=_audit_detail(summary, status_text, comment),
+        patient_ids=summary.patient_ids,
     )
 
 
