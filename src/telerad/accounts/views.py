@@ -171,6 +171,7 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
         name=form.cleaned_data["name"],
         lifetime=datetime.timedelta(days=form.cleaned_data["days"]),
         created_by=request.user.get_username(),
+        address=client_address(request),
     )
     request.session[NEW_TOKEN_KEY] = {"text": text, "name": token.name}
     return redirect("account:home")
@@ -184,7 +185,7 @@ def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
     if token is None:
         raise Http404(_("No such API token."))
     if token.revoked_at is None:
-        tokens.revoke_token(token, revoked_by=request.user.get_username())
+        tokens.revoke_token(token, revoked_by=request.user.get_username(), address=client_address(request))
         messages.success(request, _("The token %(prefix)s… is revoked.") % {"prefix": token.prefix})
     return redirect("account:home")
 
