@@ -162,7 +162,7 @@ class LoginView(auth_views.LoginView):
 @sensitive_post_parameters("code")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def verify_view(request: HttpRequest) -> HttpResponse:
     """Check the second step: a code from the authenticator app, or a recovery code."""
     pending = pending_login(request, STEP_VERIFY)
@@ -210,7 +210,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("code")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def enrol_view(request: HttpRequest) -> HttpResponse:
     """Set up an authenticator before the first login completes, when two-factor login is required."""
     pending = pending_login(request, STEP_ENROL)
@@ -234,12 +234,13 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 @never_cache
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "HEAD"])
 def new_recovery_codes_view(request: HttpRequest) -> HttpResponse:
     """Show the recovery codes made at enrolment, once, before the page the user asked for at login."""
     if not request.user.is_authenticated:
         return redirect("login")
-    stash = request.session.pop(NEW_RECOVERY_CODES_KEY, None)
+    # A HEAD request does not use up the one showing.
+    stash = request.session.get(NEW_RECOVERY_CODES_KEY) if request.method == "HEAD" else request.session.pop(NEW_RECOVERY_CODES_KEY, None)
     if not isinstance(stash, dict):
         return redirect("home")
     return render(request, "registration/recovery_codes.html", {"codes": stash["codes"], "next": stash["next"]})

@@ -60,7 +60,7 @@ def record_account_event(request: HttpRequest, action: audit.Action, detail: str
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @browser_session_only
 @never_cache
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "HEAD"])
 def account_view(request: HttpRequest) -> HttpResponse:
     return render_account_page(request, TokenCreateForm())
 
@@ -75,8 +75,8 @@ def render_account_page(request: HttpRequest, token_form: TokenCreateForm) -> Ht
         "recovery_codes_left": two_factor.remaining_recovery_codes(user),
         "tokens": [(token, token_state(token)) for token in api_tokens],
         "token_form": token_form,
-        # A token's text is shown once, on the page the creation leads to.
-        "new_token": request.session.pop(NEW_TOKEN_KEY, None),
+        # A token's text is shown once, on the page the creation leads to; a HEAD request does not use that up.
+        "new_token": request.session.get(NEW_TOKEN_KEY) if request.method == "HEAD" else request.session.pop(NEW_TOKEN_KEY, None),
         "remove_form": PasswordConfirmForm(),
     }
     return render(request, "accounts/account.html", context)
@@ -103,7 +103,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @browser_session_only
 @sensitive_post_parameters("code")
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def two_factor_setup_view(request: HttpRequest) -> HttpResponse:
     """Set up an authenticator or replace the current one, which keeps working until the new one is confirmed."""
     device = two_factor.pending_authenticator(request.user)
@@ -141,7 +141,7 @@ def two_factor_remove_view(request: HttpRequest) -> HttpResponse:
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @browser_session_only
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def recovery_codes_view(request: HttpRequest) -> HttpResponse:
     """Show new recovery codes once (GET), or replace the current ones (POST)."""
     if request.method == "POST":
@@ -152,7 +152,8 @@ def recovery_codes_view(request: HttpRequest) -> HttpResponse:
         record_account_event(request, audit.Action.RECOVERY_CODES_CREATED)
         request.session[NEW_RECOVERY_CODES_KEY] = {"codes": codes, "next": str(reverse_lazy("account:home"))}
         return redirect("account:recovery-codes")
-    stash = request.session.pop(NEW_RECOVERY_CODES_KEY, None)
+    # A HEAD request does not use up the one showing.
+    stash = request.session.get(NEW_RECOVERY_CODES_KEY) if request.method == "HEAD" else request.session.pop(NEW_RECOVERY_CODES_KEY, None)
     if not isinstance(stash, dict):
         messages.info(request, _("Recovery codes are shown only once, when they are made. Create new ones if you lost them."))
         return redirect("account:home")
