@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import django_otp
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
@@ -34,7 +35,7 @@ from django_otp.models import Device
 
 from telerad.accounts import lockout, two_factor
 from telerad.accounts.forms import CodeForm
-from telerad.accounts.user_sessions import client_address
+from telerad.accounts.user_sessions import LAST_ACTIVITY_COOKIE, client_address, idle_timeout_ended_session
 from telerad.audit import events as audit
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,21 @@ def restart_login(request: HttpRequest) -> HttpResponse:
 
 class LoginView(auth_views.LoginView):
     """Check the password unless the account or address is locked, then lead to the second step, enrolment or the next page."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Django's View also serves HEAD through this method, but only GET uses up the notice.
+        notify = request.method == "GET" and idle_timeout_ended_session(request)
+        if notify:
+            minutes = settings.SESSION_COOKIE_AGE // 60
+            messages.info(request, ngettext(
+                "Your session ended after %(minutes)d minute without activity. Sign in again.",
+                "Your session ended after %(minutes)d minutes without activity. Sign in again.",
+                minutes,
+            ) % {"minutes": minutes})
+        response = super().get(request, *args, **kwargs)
+        if request.method == "GET" and LAST_ACTIVITY_COOKIE in request.COOKIES:
+            response.delete_cookie(LAST_ACTIVITY_COOKIE, samesite="Lax")
+        return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         username = request.POST.get("username", "")

@@ -85,16 +85,18 @@ def render_account_page(request: HttpRequest, token_form: TokenCreateForm) -> Ht
 @method_decorator(requires(Permission.MANAGE_OWN_ACCOUNT), name="dispatch")
 @method_decorator(browser_session_only, name="dispatch")
 class PasswordChangeView(auth_views.PasswordChangeView):
-    """Django's password change, which keeps this session and ends every other session of the user."""
+    """Django's password change, which keeps this session and ends every other session of the user.
+
+    Saving the new password ends the other sessions and writes the audit
+    event, in :func:`telerad.accounts.password_audit.audit_password_change`,
+    as it does for a password changed in the Django admin.
+    """
 
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("account:home")
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        ended = end_other_sessions(self.request.user, self.request)
-        record_account_event(self.request, audit.Action.PASSWORD_CHANGED, f"ended {ended} other sessions")
-        logger.info("user %s changed their password; ended %d other sessions", self.request.user.get_username(), ended)
         messages.success(self.request, _("Your password is changed. Your other sessions have ended."))
         return response
 
