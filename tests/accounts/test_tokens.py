@@ -227,7 +227,7 @@ def test_rejected_token_is_audited_without_its_text(reader, state, reason):
     assert text not in event.detail
 
 
-def test_rejections_are_audited_once_a_minute_per_prefix_and_address(reader):
+def test_rejection_audit_is_rate_limited(reader):
     unknown = tokens.TOKEN_PREFIX + "y" * 40
     other = tokens.TOKEN_PREFIX + "z" * 40
 
