@@ -16,6 +16,9 @@ SECRET_KEY = telerad_config.ensure_secret_key(TELERAD) if not TELERAD.problems e
 ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
+    # Before django.contrib.admin, so that its admin/base_site.html (which adds
+    # a link to the user's account page) shadows the admin's own.
+    "telerad.accounts",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -29,7 +32,6 @@ INSTALLED_APPS = [
     "telerad.audit",
     "telerad.archive",
     "telerad.dimse",
-    "telerad.accounts",
     "telerad.dicomweb",
     "telerad.viewer",
 ]
@@ -44,6 +46,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "telerad.accounts.tokens.BearerTokenMiddleware",
+    "telerad.accounts.audit_context.AuditActorMiddleware",
+    "telerad.accounts.user_sessions.SessionActivityMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "telerad.accounts.middleware.PermissionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -25,17 +25,17 @@ OWN = Permission.MANAGE_OWN_ACCOUNT
 # URL name: {HTTP method: what it needs}.
 EXPECTED: dict[str, dict[str, str]] = {
     "home": {"GET": ANY_SIGNED_IN_USER},
-    "login": {"GET": PUBLIC},
+    "login": {"GET": PUBLIC, "HEAD": PUBLIC},
     # Logging out and the steps of a login in progress work without a session.
     "logout": {"POST": PUBLIC},
-    "login-verify": {"GET": PUBLIC},
-    "login-enrol": {"GET": PUBLIC},
-    "login-recovery-codes": {"GET": PUBLIC},
+    "login-verify": {"GET": PUBLIC, "HEAD": PUBLIC},
+    "login-enrol": {"GET": PUBLIC, "HEAD": PUBLIC},
+    "login-recovery-codes": {"GET": PUBLIC, "HEAD": PUBLIC},
     # Sends to telerad's login, so that the admin cannot skip the second factor.
     "admin-login": {"GET": PUBLIC},
-    "account:home": {"GET": OWN},
-    "account:password": {"GET": OWN, "POST": OWN},
-    "account:two-factor-setup": {"GET": OWN, "POST": OWN},
+    "account:home": {"GET": OWN, "HEAD": OWN},
+    "account:password": {"GET": OWN, "HEAD": OWN, "POST": OWN},
+    "account:two-factor-setup": {"GET": OWN, "HEAD": OWN, "POST": OWN},
     "account:two-factor-remove": {"POST": OWN},
     "account:recovery-codes": {"POST": OWN},
     "account:token-create": {"POST": OWN},

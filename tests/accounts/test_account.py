@@ -209,3 +209,35 @@ def test_two_factor_settings_read_from_environment(tmp_path):
     assert (locks.login_max_failures, locks.login_lockout_minutes) == (8, 30)
     assert [problem.setting for problem in invalid.problems] == ["login_max_failures"]
     assert dataclasses.replace(invalid, problems=()).login_max_failures == 5
+
+
+@pytest.mark.parametrize("url", ["/account/", "/account/password/", "/account/two-factor/", "/account/recovery-codes/"])
+def test_head_is_allowed_where_get_is(client_of, url):
+    client = client_of(make_user())
+
+    get = client.get(url)
+    head = client.head(url)
+
+    assert head.status_code == get.status_code
+    assert head.status_code != 405
+
+
+@pytest.mark.parametrize("url", ["/login/", "/login/verify/", "/login/two-factor-setup/", "/login/recovery-codes/"])
+def test_head_is_allowed_on_login_pages(url):
+    client = Client()
+
+    head = client.head(url)
+    get = client.get(url)
+
+    assert head.status_code == get.status_code
+    assert head.status_code != 405
+
+
+def test_head_does_not_use_up_a_new_token(client_of):
+    client = client_of(make_user())
+    client.post("/account/tokens/", {"name": "script", "days": "7"})
+
+    client.head("/account/")
+    page = client.get("/account/").content.decode()
+
+    assert '<code class="new-token">' in page

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime
+import io
+import time
 
 import pytest
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from telerad import config
 from telerad.accounts.models import UserSession
+from telerad.accounts.user_sessions import LAST_ACTIVITY_COOKIE
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
 
@@ -94,8 +98,78 @@ def test_password_change_ends_other_sessions():
     assert reaches_account_page(changing)
     assert not reaches_account_page(other)
     assert not Session.objects.filter(session_key=other.session.session_key).exists()
-    event = AuditEvent.objects.get(action=Action.PASSWORD_CHANGED)
-    assert event.detail == "ended 1 other sessions"
+    [event] = AuditEvent.objects.filter(action=Action.PASSWORD_CHANGED)
+    assert event.user == "reader"
+    assert event.address == "192.0.2.1"
+    assert event.detail == "reader changed the password of user reader; ended 1 other sessions"
+
+
+def test_disable_after_password_change_ends_the_changing_session():
+    user = make_user()
+    changing = logged_in_client()
+    changing.post("/account/password/", {
+        "old_password": PASSWORD,
+        "new_password1": "another long passphrase 7",
+        "new_password2": "another long passphrase 7",
+    })
+    assert reaches_account_page(changing)
+
+    call_command("user", "disable", "reader", stdout=io.StringIO())
+    call_command("user", "enable", "reader", stdout=io.StringIO())
+
+    assert not reaches_account_page(changing)
+    assert not UserSession.objects.filter(user=user).exists()
+
+
+def expire_session(client: Client) -> None:
+    """Make the session and the last-activity cookie look as if the last request was longer ago than the timeout."""
+    Session.objects.filter(session_key=client.session.session_key).update(expire_date=timezone.now() - datetime.timedelta(seconds=1))
+    long_ago = int(time.time()) - settings.SESSION_COOKIE_AGE - 1
+    client.cookies[LAST_ACTIVITY_COOKIE] = str(long_ago)
+
+
+def test_login_page_explains_idle_timeout():
+    make_user()
+    client = logged_in_client()
+    assert reaches_account_page(client)
+    expire_session(client)
+
+    redirect = client.get(ACCOUNT_URL)
+    page = client.get(redirect["Location"])
+
+    minutes = settings.SESSION_COOKIE_AGE // 60
+    assert f"Your session ended after {minutes} minutes without activity. Sign in again." in page.content.decode()
+    assert b"without activity" not in client.get("/login/").content
+
+
+def test_login_page_is_silent_on_a_first_visit():
+    page = Client().get("/login/", {"next": ACCOUNT_URL})
+
+    assert b"without activity" not in page.content
+
+
+def test_login_page_is_silent_after_logout():
+    make_user()
+    client = logged_in_client()
+    assert reaches_account_page(client)
+    client.post("/logout/")
+
+    page = client.get("/login/")
+
+    assert LAST_ACTIVITY_COOKIE not in client.cookies or client.cookies[LAST_ACTIVITY_COOKIE].value == ""
+    assert b"without activity" not in page.content
+
+
+def test_login_page_is_silent_when_session_ended_early():
+    make_user()
+    client = logged_in_client()
+    assert reaches_account_page(client)
+    # Ended from elsewhere, long before the idle timeout.
+    Session.objects.filter(session_key=client.session.session_key).delete()
+
+    page = client.get("/login/")
+
+    assert b"without activity" not in page.content
 
 
 def test_password_change_keeps_django_validators():

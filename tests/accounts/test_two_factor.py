@@ -7,6 +7,7 @@ import time
 import pytest
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from telerad.accounts import login as login_views
@@ -154,6 +155,35 @@ def test_recovery_code_works_once():
     post_password(second)
     assert b"The code is not correct" in second.post("/login/verify/", {"code": codes[0]}).content
     assert not is_logged_in(second)
+
+
+@pytest.mark.parametrize("typed", ["  {code}  ", "{upper}", " {upper} ", "{upper_first}-{upper_last}", "{first} {last}"])
+def test_recovery_code_accepts_capitals_and_spaces(typed):
+    user = make_user()
+    _device, codes = enrol(user)
+    code = codes[0]
+    client = Client()
+    post_password(client)
+
+    text = typed.format(code=code, upper=code.upper(), first=code[:4], last=code[4:], upper_first=code[:4].upper(), upper_last=code[4:].upper())
+    response = client.post("/login/verify/", {"code": text})
+
+    assert response["Location"] == "/studies/"
+    assert AuditEvent.objects.get(action=Action.LOGIN).detail == "password and recovery code"
+
+
+def test_recovery_code_of_digits_alone_is_accepted():
+    user = make_user()
+    enrol(user)
+    # Base32 recovery codes may happen to contain only the digits 2 to 7.
+    StaticToken.objects.create(device=StaticDevice.objects.get(user=user), token="23456723")
+    client = Client()
+    post_password(client)
+
+    response = client.post("/login/verify/", {"code": "2345 6723"})
+
+    assert response["Location"] == "/studies/"
+    assert AuditEvent.objects.get(action=Action.LOGIN).detail == "password and recovery code"
 
 
 def test_pending_login_expires(monkeypatch):

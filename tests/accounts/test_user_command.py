@@ -11,10 +11,16 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
 from telerad.accounts import tokens
+from telerad.accounts.models import ApiToken, UserSession
 from telerad.accounts.roles import Role, user_roles
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
+
+from .conftest import enrol
 
 PASSWORD = "a long enough password"
 
@@ -134,7 +140,23 @@ def test_disable_blocks_login_and_tokens(make_user):
     assert browser.get(reverse("archive:study-list")).status_code == 302
     assert Client().post(reverse("login"), {"username": "jdoe", "password": PASSWORD}).status_code == 200
     assert Client().get("/dicom-web/studies", HTTP_AUTHORIZATION=f"Bearer {text}").status_code == 401
-    assert AuditEvent.objects.filter(action=Action.USER_DISABLED, detail="user jdoe").count() == 1
+    assert AuditEvent.objects.filter(action=Action.USER_DISABLED, detail="disabled user jdoe; ended 1 sessions and revoked 1 API tokens").count() == 1
+
+
+def test_enable_does_not_bring_back_sessions_or_tokens(make_user):
+    user = make_user("jdoe", "radiologist")
+    _token, text = tokens.create_token(user)
+    browser = Client()
+    browser.force_login(user)
+    run("disable", "jdoe")
+
+    run("enable", "jdoe")
+
+    assert browser.get(reverse("archive:study-list")).status_code == 302
+    assert not UserSession.objects.filter(user=user).exists()
+    assert tokens.user_for_token(text) is None
+    assert ApiToken.objects.get(user=user).revoked_at is not None
+    assert AuditEvent.objects.get(action=Action.TOKEN_REVOKED).user == "cli"
 
 
 def test_enable_restores_login(make_user):
@@ -145,7 +167,7 @@ def test_enable_restores_login(make_user):
 
     response = Client().post(reverse("login"), {"username": "jdoe", "password": PASSWORD})
     assert response.status_code == 302
-    assert AuditEvent.objects.filter(action=Action.USER_ENABLED).count() == 1
+    assert AuditEvent.objects.get(action=Action.USER_ENABLED).detail == "enabled user jdoe"
 
 
 def test_roles_replaces_roles_and_staff_flag(make_user):
@@ -164,3 +186,64 @@ def test_roles_replaces_roles_and_staff_flag(make_user):
 def test_unknown_user_is_reported(db):
     with pytest.raises(CommandError, match="no user named 'ghost'"):
         run("disable", "ghost")
+
+
+def test_roles_none_removes_every_role(make_user):
+    make_user("jdoe", "radiologist", "auditor")
+
+    output = run("roles", "jdoe", "--none")
+
+    assert "now has no role" in output
+    assert user_roles(User.objects.get(username="jdoe")) == frozenset()
+    assert AuditEvent.objects.get(action=Action.ROLES_CHANGED).detail == "user jdoe: auditor, radiologist -> (none)"
+
+
+def test_roles_needs_roles_or_none(make_user):
+    make_user("jdoe", "radiologist")
+
+    with pytest.raises(CommandError, match="give at least one role"):
+        run("roles", "jdoe")
+    with pytest.raises(CommandError, match="either roles or --none"):
+        run("roles", "jdoe", "auditor", "--none")
+
+    assert user_roles(User.objects.get(username="jdoe")) == {Role.RADIOLOGIST}
+
+
+def test_add_still_requires_a_role(db, feed):
+    feed(PASSWORD + "\n")
+
+    with pytest.raises(CommandError, match="--role"):
+        run("add", "jdoe", "--password-stdin")
+
+
+def test_reset_two_factor(make_user, login_settings):
+    login_settings(two_factor_required=True)
+    user = make_user("jdoe", "radiologist")
+    enrol(user)
+    browser = Client()
+    browser.force_login(user)
+
+    output = run("reset-two-factor", "jdoe")
+
+    assert "Reset two-factor login of user jdoe" in output
+    assert not TOTPDevice.objects.filter(user=user).exists()
+    assert not StaticDevice.objects.filter(user=user).exists()
+    assert browser.get(reverse("archive:study-list")).status_code == 302
+    event = AuditEvent.objects.get(action=Action.TWO_FACTOR_RESET)
+    assert event.user == "cli"
+    assert event.detail == "reset two-factor login of user jdoe; ended 1 sessions"
+    login = Client().post(reverse("login"), {"username": "jdoe", "password": PASSWORD})
+    assert login["Location"] == "/login/two-factor-setup/"
+
+
+def test_changepassword_command_is_audited(make_user, monkeypatch):
+    user = make_user("jdoe", "radiologist")
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "another long passphrase 7")
+
+    call_command("changepassword", "jdoe", stdout=io.StringIO())
+
+    user.refresh_from_db()
+    assert user.check_password("another long passphrase 7")
+    event = AuditEvent.objects.get(action=Action.PASSWORD_CHANGED)
+    assert event.user == "cli"
+    assert event.detail == "cli changed the password of user jdoe; ended 0 sessions"

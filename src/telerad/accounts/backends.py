@@ -9,12 +9,13 @@ from django.contrib.auth.backends import ModelBackend
 from telerad.accounts.roles import Permission, has_permission
 
 # Model permissions ("app_label.action_model") that each telerad permission
-# grants in the Django admin. No role may change the audit trail.
+# grants in the Django admin. No role may change the audit trail, and no role
+# may delete a user: medical records and audit events keep naming who acted,
+# so accounts are disabled instead.
 ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
     Permission.MANAGE_USERS: frozenset({
-        f"{app}.{action}_{model}"
-        for app, model in (("auth", "user"), ("auth", "group"), ("accounts", "apitoken"))
-        for action in ("view", "add", "change", "delete")
+        *(f"auth.{action}_user" for action in ("view", "add", "change")),
+        *(f"{app}.{action}_{model}" for app, model in (("auth", "group"), ("accounts", "apitoken")) for action in ("view", "add", "change", "delete")),
     }),
     # The archive's records are read-only in the admin, for those who may see patient data.
     Permission.VIEW_STUDIES: frozenset(f"archive.view_{model}" for model in ("patient", "study", "series", "instance")),

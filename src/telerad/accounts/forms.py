@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from telerad.accounts.tokens import MAX_LIFETIME_DAYS
+from telerad.accounts.tokens import DEFAULT_LIFETIME_DAYS, MAX_LIFETIME_DAYS
 
 
 class CodeForm(forms.Form):
@@ -24,5 +24,5 @@ class TokenCreateForm(forms.Form):
         label=_("Expires after (days)"),
         min_value=1,
         max_value=MAX_LIFETIME_DAYS,
-        initial=90,
+        initial=DEFAULT_LIFETIME_DAYS,
     )

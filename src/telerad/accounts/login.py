@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import django_otp
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
@@ -34,7 +35,7 @@ from django_otp.models import Device
 
 from telerad.accounts import lockout, two_factor
 from telerad.accounts.forms import CodeForm
-from telerad.accounts.user_sessions import client_address
+from telerad.accounts.user_sessions import LAST_ACTIVITY_COOKIE, client_address, idle_timeout_ended_session
 from telerad.audit import events as audit
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,21 @@ def restart_login(request: HttpRequest) -> HttpResponse:
 class LoginView(auth_views.LoginView):
     """Check the password unless the account or address is locked, then lead to the second step, enrolment or the next page."""
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Django's View also serves HEAD through this method, but only GET uses up the notice.
+        notify = request.method == "GET" and idle_timeout_ended_session(request)
+        if notify:
+            minutes = settings.SESSION_COOKIE_AGE // 60
+            messages.info(request, ngettext(
+                "Your session ended after %(minutes)d minute without activity. Sign in again.",
+                "Your session ended after %(minutes)d minutes without activity. Sign in again.",
+                minutes,
+            ) % {"minutes": minutes})
+        response = super().get(request, *args, **kwargs)
+        if request.method == "GET" and LAST_ACTIVITY_COOKIE in request.COOKIES:
+            response.delete_cookie(LAST_ACTIVITY_COOKIE, samesite="Lax")
+        return response
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         username = request.POST.get("username", "")
         until = lockout.locked_until(username, client_address(request))
@@ -162,7 +178,7 @@ class LoginView(auth_views.LoginView):
 @sensitive_post_parameters("code")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def verify_view(request: HttpRequest) -> HttpResponse:
     """Check the second step: a code from the authenticator app, or a recovery code."""
     pending = pending_login(request, STEP_VERIFY)
@@ -210,7 +226,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("code")
 @csrf_protect
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def enrol_view(request: HttpRequest) -> HttpResponse:
     """Set up an authenticator before the first login completes, when two-factor login is required."""
     pending = pending_login(request, STEP_ENROL)
@@ -234,12 +250,13 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 @never_cache
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "HEAD"])
 def new_recovery_codes_view(request: HttpRequest) -> HttpResponse:
     """Show the recovery codes made at enrolment, once, before the page the user asked for at login."""
     if not request.user.is_authenticated:
         return redirect("login")
-    stash = request.session.pop(NEW_RECOVERY_CODES_KEY, None)
+    # A HEAD request does not use up the one showing.
+    stash = request.session.get(NEW_RECOVERY_CODES_KEY) if request.method == "HEAD" else request.session.pop(NEW_RECOVERY_CODES_KEY, None)
     if not isinstance(stash, dict):
         return redirect("home")
     return render(request, "registration/recovery_codes.html", {"codes": stash["codes"], "next": stash["next"]})

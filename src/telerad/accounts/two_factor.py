@@ -14,6 +14,8 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 RECOVERY_CODE_COUNT = 10
+# The length of django-otp's StaticToken.random_token(): 5 random bytes in base32.
+RECOVERY_CODE_LENGTH = 8
 AUTHENTICATOR_NAME = "authenticator"
 RECOVERY_DEVICE_NAME = "recovery codes"
 
@@ -108,14 +110,19 @@ def verify_code(user: AbstractBaseUser, code: str) -> Device | None:
     code = normalize_code(code)
     if not code:
         return None
+    device_sets = []
     if code.isdigit():
-        devices = TOTPDevice.objects.filter(user=user, confirmed=True)
-    else:
-        devices = StaticDevice.objects.filter(user=user, confirmed=True)
+        device_sets.append(TOTPDevice.objects.filter(user=user, confirmed=True))
+    # Recovery codes are base32 (a-z, 2-7), so one may consist of digits
+    # alone. Only codes of their length are tried, because every wrong code
+    # also slows down the device it was tried on.
+    if not code.isdigit() or len(code) == RECOVERY_CODE_LENGTH:
+        device_sets.append(StaticDevice.objects.filter(user=user, confirmed=True))
     with transaction.atomic():
-        for device in devices.select_for_update():
-            if device.verify_token(code):
-                return device
+        for devices in device_sets:
+            for device in devices.select_for_update():
+                if device.verify_token(code):
+                    return device
     return None
 
 

@@ -60,7 +60,7 @@ def record_account_event(request: HttpRequest, action: audit.Action, detail: str
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @browser_session_only
 @never_cache
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "HEAD"])
 def account_view(request: HttpRequest) -> HttpResponse:
     return render_account_page(request, TokenCreateForm())
 
@@ -75,8 +75,8 @@ def render_account_page(request: HttpRequest, token_form: TokenCreateForm) -> Ht
         "recovery_codes_left": two_factor.remaining_recovery_codes(user),
         "tokens": [(token, token_state(token)) for token in api_tokens],
         "token_form": token_form,
-        # A token's text is shown once, on the page the creation leads to.
-        "new_token": request.session.pop(NEW_TOKEN_KEY, None),
+        # A token's text is shown once, on the page the creation leads to; a HEAD request does not use that up.
+        "new_token": request.session.get(NEW_TOKEN_KEY) if request.method == "HEAD" else request.session.pop(NEW_TOKEN_KEY, None),
         "remove_form": PasswordConfirmForm(),
     }
     return render(request, "accounts/account.html", context)
@@ -85,16 +85,18 @@ def render_account_page(request: HttpRequest, token_form: TokenCreateForm) -> Ht
 @method_decorator(requires(Permission.MANAGE_OWN_ACCOUNT), name="dispatch")
 @method_decorator(browser_session_only, name="dispatch")
 class PasswordChangeView(auth_views.PasswordChangeView):
-    """Django's password change, which keeps this session and ends every other session of the user."""
+    """Django's password change, which keeps this session and ends every other session of the user.
+
+    Saving the new password ends the other sessions and writes the audit
+    event, in :func:`telerad.accounts.password_audit.audit_password_change`,
+    as it does for a password changed in the Django admin.
+    """
 
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("account:home")
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
-        ended = end_other_sessions(self.request.user, self.request)
-        record_account_event(self.request, audit.Action.PASSWORD_CHANGED, f"ended {ended} other sessions")
-        logger.info("user %s changed their password; ended %d other sessions", self.request.user.get_username(), ended)
         messages.success(self.request, _("Your password is changed. Your other sessions have ended."))
         return response
 
@@ -103,7 +105,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @browser_session_only
 @sensitive_post_parameters("code")
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def two_factor_setup_view(request: HttpRequest) -> HttpResponse:
     """Set up an authenticator or replace the current one, which keeps working until the new one is confirmed."""
     device = two_factor.pending_authenticator(request.user)
@@ -141,7 +143,7 @@ def two_factor_remove_view(request: HttpRequest) -> HttpResponse:
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @browser_session_only
 @never_cache
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def recovery_codes_view(request: HttpRequest) -> HttpResponse:
     """Show new recovery codes once (GET), or replace the current ones (POST)."""
     if request.method == "POST":
@@ -152,7 +154,8 @@ def recovery_codes_view(request: HttpRequest) -> HttpResponse:
         record_account_event(request, audit.Action.RECOVERY_CODES_CREATED)
         request.session[NEW_RECOVERY_CODES_KEY] = {"codes": codes, "next": str(reverse_lazy("account:home"))}
         return redirect("account:recovery-codes")
-    stash = request.session.pop(NEW_RECOVERY_CODES_KEY, None)
+    # A HEAD request does not use up the one showing.
+    stash = request.session.get(NEW_RECOVERY_CODES_KEY) if request.method == "HEAD" else request.session.pop(NEW_RECOVERY_CODES_KEY, None)
     if not isinstance(stash, dict):
         messages.info(request, _("Recovery codes are shown only once, when they are made. Create new ones if you lost them."))
         return redirect("account:home")
@@ -171,6 +174,7 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
         name=form.cleaned_data["name"],
         lifetime=datetime.timedelta(days=form.cleaned_data["days"]),
         created_by=request.user.get_username(),
+        address=client_address(request),
     )
     request.session[NEW_TOKEN_KEY] = {"text": text, "name": token.name}
     return redirect("account:home")
@@ -184,7 +188,7 @@ def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
     if token is None:
         raise Http404(_("No such API token."))
     if token.revoked_at is None:
-        tokens.revoke_token(token, revoked_by=request.user.get_username())
+        tokens.revoke_token(token, revoked_by=request.user.get_username(), address=client_address(request))
         messages.success(request, _("The token %(prefix)s… is revoked.") % {"prefix": token.prefix})
     return redirect("account:home")
 

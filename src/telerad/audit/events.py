@@ -41,6 +41,8 @@ class Action(enum.StrEnum):
     SESSIONS_ENDED = "sessions-ended"
     TWO_FACTOR_ENROLLED = "two-factor-enrolled"
     TWO_FACTOR_REMOVED = "two-factor-removed"
+    # An administrator deleted another user's authenticator and recovery codes.
+    TWO_FACTOR_RESET = "two-factor-reset"
     RECOVERY_CODES_CREATED = "recovery-codes-created"
     RETRIEVE = "retrieve"
     TOKEN_CREATED = "token-created"

@@ -37,6 +37,7 @@ ACTION_LABELS = {
     Action.SESSIONS_ENDED: _("All sessions ended"),
     Action.TWO_FACTOR_ENROLLED: _("Two-factor login set up"),
     Action.TWO_FACTOR_REMOVED: _("Two-factor login removed"),
+    Action.TWO_FACTOR_RESET: _("Two-factor login reset"),
     Action.RECOVERY_CODES_CREATED: _("Recovery codes created"),
     Action.USER_CREATED: _("User created"),
     Action.USER_CHANGED: _("User changed"),

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from telerad.accounts import roles
+from telerad.accounts import roles, users as accounts
 from telerad.audit import events as audit
 from telerad.core import runtime
 
@@ -17,10 +17,10 @@ ROLE_NAMES = ", ".join(role.value for role in roles.Role)
 
 
 class Command(BaseCommand):
-    help = "Add, list, disable and enable user accounts, and set their roles."
+    help = "Add, list, disable and enable user accounts, set their roles, and reset their two-factor login."
 
     def add_arguments(self, parser: Any) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{add,list,disable,enable,roles}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{add,list,disable,enable,roles,reset-two-factor}")
         add = actions.add_parser("add", help="create an account with one or more roles")
         add.add_argument("username")
         add.add_argument("--role", action="append", required=True, help=f"a role to give; repeat for several ({ROLE_NAMES})")
@@ -32,13 +32,19 @@ class Command(BaseCommand):
             help="read the password from the first line of standard input instead of asking twice at the terminal",
         )
         actions.add_parser("list", help="list accounts with their roles and state")
-        disable = actions.add_parser("disable", help="stop an account from signing in and using its API tokens")
+        disable = actions.add_parser("disable", help="stop an account from signing in, end its sessions and revoke its API tokens")
         disable.add_argument("username")
-        enable = actions.add_parser("enable", help="let a disabled account sign in again")
+        enable = actions.add_parser("enable", help="let a disabled account sign in again (its old sessions and tokens stay ended)")
         enable.add_argument("username")
         set_roles = actions.add_parser("roles", help="replace the roles of an account")
         set_roles.add_argument("username")
-        set_roles.add_argument("role", nargs="+", help=f"the roles the account keeps ({ROLE_NAMES})")
+        set_roles.add_argument("role", nargs="*", help=f"the roles the account keeps ({ROLE_NAMES})")
+        set_roles.add_argument("--none", action="store_true", help="take every role away; the account can still sign in but opens no page")
+        reset = actions.add_parser(
+            "reset-two-factor",
+            help="delete the account's authenticator and recovery codes and end its sessions; the user sets up two-factor login again",
+        )
+        reset.add_argument("username")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -52,8 +58,10 @@ class Command(BaseCommand):
             self._list()
         elif action in ("disable", "enable"):
             self._set_active(options["username"], active=action == "enable")
+        elif action == "reset-two-factor":
+            self._reset_two_factor(options["username"])
         else:
-            self._set_roles(options["username"], options["role"])
+            self._set_roles(options["username"], options["role"], remove_all=options["none"])
 
     def _add(self, options: dict[str, Any]) -> None:
         users = get_user_model()
@@ -101,7 +109,7 @@ class Command(BaseCommand):
         for user in rows:
             state = "active" if user.is_active else "disabled"
             last_login = f"{user.last_login:%Y-%m-%d %H:%M}" if user.last_login else "never"
-            names = ", ".join(_role_names(user))
+            names = ", ".join(accounts.role_names(user))
             self.stdout.write(f"{user.get_username():<24} {state:<9} {last_login:<17} {names or '(none)'}")
 
     def _set_active(self, username: str, *, active: bool) -> None:
@@ -109,27 +117,30 @@ class Command(BaseCommand):
         if user.is_active == active:
             self.stdout.write(f"User {username} is {'active' if active else 'disabled'} already.")
             return
-        with transaction.atomic():
-            user.is_active = active
-            user.save(update_fields=["is_active"])
-            audit.record_event(action=audit.Action.USER_ENABLED if active else audit.Action.USER_DISABLED, user="cli", detail=f"user {username}")
-        # A disabled user's sessions end at their next request, because the
-        # authentication backend no longer loads inactive users, and their API
-        # tokens stop working at once.
-        self.stdout.write(f"{'Enabled' if active else 'Disabled'} user {username}.")
+        if active:
+            accounts.enable_user(user, actor="cli")
+            self.stdout.write(f"Enabled user {username}.")
+        else:
+            accounts.disable_user(user, actor="cli")
+            self.stdout.write(f"Disabled user {username}; ended their sessions and revoked their API tokens.")
 
-    def _set_roles(self, username: str, names: list[str]) -> None:
+    def _set_roles(self, username: str, names: list[str], *, remove_all: bool) -> None:
+        if remove_all and names:
+            raise CommandError("give either roles or --none, not both")
+        if not remove_all and not names:
+            raise CommandError(f"give at least one role ({ROLE_NAMES}), or --none to take every role away")
         user = _get_user(username)
-        requested = _parse_roles(names)
-        with transaction.atomic():
-            before = _role_names(user)
-            roles.set_roles(user, requested)
-            audit.record_event(
-                action=audit.Action.ROLES_CHANGED,
-                user="cli",
-                detail=f"user {username}: {', '.join(before) or '(none)'} -> {', '.join(sorted(requested))}",
-            )
-        self.stdout.write(f"User {username} now has roles {', '.join(sorted(requested))}.")
+        requested = set() if remove_all else _parse_roles(names)
+        accounts.replace_roles(user, requested, actor="cli")
+        if requested:
+            self.stdout.write(f"User {username} now has roles {', '.join(sorted(requested))}.")
+        else:
+            self.stdout.write(f"User {username} now has no role: they can sign in but open no page.")
+
+    def _reset_two_factor(self, username: str) -> None:
+        user = _get_user(username)
+        accounts.reset_two_factor(user, actor="cli")
+        self.stdout.write(f"Reset two-factor login of user {username}. They set up a new authenticator at their next login when two-factor login is required.")
 
 
 def _parse_roles(names: list[str]) -> set[roles.Role]:
@@ -137,12 +148,6 @@ def _parse_roles(names: list[str]) -> set[roles.Role]:
         return {roles.parse_role(name) for name in names}
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-
-
-def _role_names(user: Any) -> list[str]:
-    """Return the names of the user's roles, also for a disabled user."""
-    valid = {role.value for role in roles.Role}
-    return sorted(group.name for group in user.groups.all() if group.name in valid)
 
 
 def _get_user(username: str) -> Any:
