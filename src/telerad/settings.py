@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "telerad.accounts",
     "telerad.dicomweb",
     "telerad.viewer",
+    "telerad.reading",
 ]
 
 MIDDLEWARE = [
