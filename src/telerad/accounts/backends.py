@@ -13,7 +13,11 @@ from telerad.accounts.roles import Permission, has_permission
 ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
     Permission.MANAGE_USERS: frozenset({
         f"{app}.{action}_{model}"
-        for app, model in (("auth", "user"), ("auth", "group"), ("accounts", "apitoken"))
+        for app, model in (
+            ("auth", "user"), ("auth", "group"), ("accounts", "apitoken"),
+            # The reading subspecialties, the rules that assign them, and each reader's subspecialties.
+            ("reading", "subspecialty"), ("reading", "subspecialtyrule"), ("reading", "reader"),
+        )
         for action in ("view", "add", "change", "delete")
     }),
     # The archive's records are read-only in the admin, for those who may see patient data.

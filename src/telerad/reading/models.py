@@ -198,3 +198,75 @@ class SignedReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.exam} {self.signed_at:%Y-%m-%d %H:%M}"
+
+
+class SubspecialtyRule(models.Model):
+    """A rule that gives a new exam its subspecialty from its modalities, its body part, or both."""
+
+    subspecialty = models.ForeignKey(Subspecialty, on_delete=models.CASCADE, related_name="rules", verbose_name=_("subspecialty"))
+    modality = models.CharField(
+        _("modality"), max_length=16, blank=True,
+        help_text=_("A DICOM modality such as MR or MG, matched against every modality of the exam. Empty matches any modality."),
+    )
+    body_part_keyword = models.CharField(
+        _("body part keyword"), max_length=64, blank=True,
+        help_text=_("Matched, ignoring case, inside the body part, the description and the requested procedure. Empty matches any exam."),
+    )
+    position = models.PositiveIntegerField(
+        _("position"), default=100, help_text=_("Rules are tried from the lowest position up; the first that matches decides."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("subspecialty rule")
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(modality="", body_part_keyword=""), name="subspecialty_rule_has_criterion",
+                violation_error_message=_("Give a modality, a body part keyword, or both."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        criteria = " + ".join(value for value in (self.modality, self.body_part_keyword) if value)
+        return f"{criteria} → {self.subspecialty}"
+
+
+class Reader(models.Model):
+    """A reader's worklist settings: the subspecialties they read."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reader", verbose_name=_("user"))
+    subspecialties = models.ManyToManyField(Subspecialty, blank=True, related_name="readers", verbose_name=_("subspecialties"))
+
+    class Meta:
+        verbose_name = _("reader")
+
+    def __str__(self) -> str:
+        return self.user.get_username()
+
+
+class WorklistView(models.Model):
+    """A set of worklist filters that a user saved under a name."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="worklist_views")
+    name = models.CharField(_("name"), max_length=100)
+    # The worklist's query parameters (priority, modality, subspecialty, status, mine, sort), never a search text.
+    filters = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("saved worklist view")
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="worklist_view_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExamSyncState(models.Model):
+    """How far exam creation has checked the archive; one row, shared by every process that runs it."""
+
+    # Every study created before this time has an exam, unless its transaction
+    # committed more than the sync's margin later (see reading.exams).
+    checked_until = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
