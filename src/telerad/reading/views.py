@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -148,7 +148,8 @@ def save_view(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(_worklist_url(request.GET), status=303)
     name = form.cleaned_data["name"].strip()
     try:
-        WorklistView.objects.create(user=request.user, name=name, filters=filters.query_parameters())
+        with transaction.atomic():
+            WorklistView.objects.create(user=request.user, name=name, filters=filters.query_parameters())
     except IntegrityError:
         messages.error(request, _("You already have a view named “%(name)s”. Choose another name or delete that view first.") % {"name": name})
     else:
