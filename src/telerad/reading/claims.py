@@ -1,9 +1,9 @@
 """Claims: the reader who is reading an exam, so that no two readers report it at once.
 
 A claim lasts while its holder works on the exam. Every request of the holder
-on the exam moves ``claim_active_at`` (:func:`record_activity`); after
-``claim_timeout_minutes`` without one the claim has lapsed, so anyone may
-claim the exam and :func:`expire_lapsed_claims` clears it.
+on the exam moves ``claim_active_at`` (:func:`record_activity`). After
+``claim_timeout_minutes`` without one, the claim has lapsed: anyone may then
+claim the exam, and :func:`expire_lapsed_claims` clears it.
 
 Every change is one conditional UPDATE that names the holder it expects (no
 holder, or the lapsed one) and checks the number of rows it changed. Of two
@@ -37,7 +37,7 @@ EXPIRE_BATCH_SIZE = 500
 
 
 class ClaimRefused(Exception):
-    """The claim, release or reassignment cannot be made; the message says why, for the user."""
+    """The claim, release or reassignment was rejected; the message gives the reason, for the user."""
 
 
 def claim_timeout() -> datetime.timedelta:
@@ -157,7 +157,7 @@ def claim(exam_id: int, user: AbstractBaseUser, *, address: str = "") -> Exam:
 
 
 def record_activity(exam_id: int, user: AbstractBaseUser) -> bool:
-    """Note a request of the claim's holder on the exam, keeping the claim alive; return whether `user` holds an active claim."""
+    """Record a request of the claim's holder on the exam, which keeps the claim alive; return whether `user` has an active claim."""
     now = timezone.now()
     return Exam.objects.filter(pk=exam_id, claimed_by=user, claim_active_at__gte=lapse_cutoff(now)).update(claim_active_at=now) == 1
 
@@ -184,7 +184,7 @@ def release(exam_id: int, user: AbstractBaseUser, *, address: str = "") -> Exam:
 
 
 def reassign(exam_id: int, reader: AbstractBaseUser, by: AbstractBaseUser, *, address: str = "") -> Exam:
-    """Give the claim on an open exam to `reader`, whoever held it; for users with MANAGE_READING.
+    """Give the claim on an open exam to `reader`, taking it from its holder if there is one; for users with MANAGE_READING.
 
     Raises ClaimRefused when `by` may not reassign, `reader` may not read
     exams, the exam is reported already or its claim changed meanwhile.

@@ -70,7 +70,7 @@ HEADER_KEYWORDS = [
 
 @dataclasses.dataclass(frozen=True)
 class OrderInformation:
-    """What one instance's header says about the order behind its study."""
+    """The order information in one instance's header."""
 
     requested_procedure: str = ""
     reason_for_study: str = ""

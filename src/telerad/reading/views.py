@@ -122,15 +122,15 @@ def worklist_page(request: HttpRequest) -> HttpResponse:
 def _post_search(request: HttpRequest) -> HttpResponse:
     """Keep a posted search in the session and send the browser to the list with its key and the current filters."""
     form = worklist.WorklistSearchForm(request.POST)
-    kept = request.GET.copy()
-    kept.pop("page", None)
-    kept.pop("search", None)
+    filters = request.GET.copy()
+    filters.pop("page", None)
+    filters.pop("search", None)
     if not form.is_valid():
         messages.error(request, _("The search is invalid: %(errors)s") % {"errors": "; ".join(str(error) for errors in form.errors.values() for error in errors)})
-        return HttpResponseRedirect(_worklist_url(kept), status=303)
+        return HttpResponseRedirect(_worklist_url(filters), status=303)
     if form.has_criteria():
-        kept["search"] = searches.remember(request, SEARCH_KIND, form)
-    return HttpResponseRedirect(_worklist_url(kept), status=303)
+        filters["search"] = searches.remember(request, SEARCH_KIND, form)
+    return HttpResponseRedirect(_worklist_url(filters), status=303)
 
 
 class SaveViewForm(forms.Form):
