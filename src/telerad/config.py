@@ -103,6 +103,15 @@ class Config:
     # AuditSourceID of the audit messages; the AE title when unset.
     audit_source_id: str = ""
     audit_enterprise_site_id: str = ""
+    # Reading. A claim on an exam lapses after this many minutes without a
+    # request by its holder on that exam.
+    claim_timeout_minutes: int = 30
+    # Minutes an exam may wait for its report, per priority (STAT, urgent,
+    # routine), before the worklist shows its clock amber and then red.
+    tat_warning_minutes: tuple[int, int, int] = (30, 120, 24 * 60)
+    tat_overdue_minutes: tuple[int, int, int] = (60, 240, 48 * 60)
+    # Seconds between two runs of the background work that makes exams of new studies.
+    exam_sync_seconds: int = 5
     problems: tuple[ConfigProblem, ...] = ()
 
     @property
@@ -207,6 +216,21 @@ class _Reader:
         number = self.integer(name, 0, minimum=minimum, maximum=maximum)
         return None if len(self.problems) > problems_before else number
 
+    def minutes_per_priority(self, name: str, default: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Read three whole numbers of minutes (STAT, urgent, routine): "30,120,1440" or a TOML list."""
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        parts = value if isinstance(value, list) else str(value).split(",")
+        try:
+            numbers = tuple(int(str(part).strip()) for part in parts)
+        except ValueError:
+            numbers = ()
+        if len(numbers) != 3 or any(not 1 <= number <= 365 * 24 * 60 for number in numbers):
+            self.problem(name, f"{value!r} is invalid; give three whole numbers of minutes for STAT, urgent and routine exams, like 30,120,1440")
+            return default
+        return numbers  # type: ignore[return-value]
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self.raw(name)
         if value is None or value == "":
@@ -271,6 +295,21 @@ def _read_audit_settings(reader: _Reader) -> dict[str, Any]:
         "audit_syslog_private_key": private_key,
         "audit_source_id": source_id,
         "audit_enterprise_site_id": site_id,
+    }
+
+
+def _read_reading_settings(reader: _Reader) -> dict[str, Any]:
+    """Read the worklist settings; each priority's warning time must come before its overdue time."""
+    warning = reader.minutes_per_priority("tat_warning_minutes", Config.tat_warning_minutes)
+    overdue = reader.minutes_per_priority("tat_overdue_minutes", Config.tat_overdue_minutes)
+    if any(warn >= late for warn, late in zip(warning, overdue)):
+        reader.problem("tat_overdue_minutes", f"each overdue time must be longer than the warning time of the same priority (warning {warning}, overdue {overdue})")
+        warning, overdue = Config.tat_warning_minutes, Config.tat_overdue_minutes
+    return {
+        "claim_timeout_minutes": reader.integer("claim_timeout_minutes", 30, minimum=1, maximum=24 * 60),
+        "tat_warning_minutes": warning,
+        "tat_overdue_minutes": overdue,
+        "exam_sync_seconds": reader.integer("exam_sync_seconds", 5, minimum=1, maximum=3600),
     }
 
 
@@ -344,6 +383,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         two_factor_required=reader.boolean("two_factor_required", not demo),
         log_level=log_level,
         **_read_audit_settings(reader),
+        **_read_reading_settings(reader),
     )
     if config.dicom_plain_listener and config.http_port == config.dicom_port:
         reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "telerad.dimse",
     "telerad.dicomweb",
     "telerad.viewer",
+    "telerad.reading",
 ]
 
 MIDDLEWARE = [

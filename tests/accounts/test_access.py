@@ -71,6 +71,15 @@ EXPECTED: dict[str, dict[str, str]] = {
     "viewer:app-config": {"GET": VIEW},
     "viewer:iid": {"GET": VIEW},
     "viewer:serve": {"GET": VIEW},
+    "reading:worklist": {"GET": Permission.READ_EXAMS, "POST": Permission.READ_EXAMS},
+    "reading:view-save": {"POST": Permission.READ_EXAMS},
+    "reading:view-delete": {"POST": Permission.READ_EXAMS},
+    "reading:my-subspecialties": {"GET": Permission.READ_EXAMS, "POST": Permission.READ_EXAMS},
+    "reading:exam": {"GET": Permission.READ_EXAMS},
+    "reading:claim": {"POST": Permission.READ_EXAMS},
+    "reading:release": {"POST": Permission.READ_EXAMS},
+    "reading:reassign": {"POST": Permission.MANAGE_READING},
+    "reading:exam-details": {"GET": Permission.EDIT_EXAM_DETAILS, "POST": Permission.EDIT_EXAM_DETAILS},
 }
 
 # Programs get 401 instead of the login page's redirect.

@@ -153,11 +153,13 @@ def test_login_page_extends_base_layout(client, db):
     assert b'<label for="id_password">' in response.content
 
 
-def test_login_leads_to_study_list(client, plain_user, settings):
+def test_login_leads_to_study_list(client, make_user, settings):
     # With two-factor login off, the password completes the login.
-    # tests/accounts covers the second step.
+    # tests/accounts covers the second step. Readers land on the worklist
+    # instead, so this test signs in a technologist, who sees studies only.
     settings.TELERAD = dataclasses.replace(settings.TELERAD, two_factor_required=False)
-    response = client.post(reverse("login"), {"username": "reader", "password": PASSWORD}, follow=True)
+    make_user("tech", "technologist", password=PASSWORD)
+    response = client.post(reverse("login"), {"username": "tech", "password": PASSWORD}, follow=True)
 
     assert response.redirect_chain == [(reverse("home"), 302), (LIST_URL, 302)]
 

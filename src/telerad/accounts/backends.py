@@ -16,6 +16,12 @@ ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
     Permission.MANAGE_USERS: frozenset({
         *(f"auth.{action}_user" for action in ("view", "add", "change")),
         *(f"{app}.{action}_{model}" for app, model in (("auth", "group"), ("accounts", "apitoken")) for action in ("view", "add", "change", "delete")),
+        # The reading subspecialties, the rules that assign them, and each reader's subspecialties.
+        *(
+            f"reading.{action}_{model}"
+            for model in ("subspecialty", "subspecialtyrule", "reader")
+            for action in ("view", "add", "change", "delete")
+        ),
     }),
     # The archive's records are read-only in the admin, for those who may see patient data.
     Permission.VIEW_STUDIES: frozenset(f"archive.view_{model}" for model in ("patient", "study", "series", "instance")),

@@ -24,6 +24,8 @@ class Role(enum.StrEnum):
     ADMINISTRATOR = "administrator"
     IT = "it"
     AUDITOR = "auditor"
+    # A radiologist who also leads the reading team: reassigns claims, watches open critical results.
+    LEAD_RADIOLOGIST = "lead-radiologist"
 
     @property
     def label(self) -> str:
@@ -39,6 +41,7 @@ ROLE_LABELS = {
     Role.ADMINISTRATOR: _("Administrator"),
     Role.IT: _("IT"),
     Role.AUDITOR: _("Auditor"),
+    Role.LEAD_RADIOLOGIST: _("Lead radiologist"),
 }
 
 
@@ -55,18 +58,40 @@ class Permission(enum.StrEnum):
     VIEW_AUDIT = "view-audit"
     # Signing in to the Django admin. Each model there also needs its own permission.
     USE_ADMIN_SITE = "use-admin-site"
+    # The worklist: claiming exams and drafting their reports.
+    READ_EXAMS = "read-exams"
+    # Signing final reports and addenda; without it a reader signs preliminary reports only.
+    SIGN_REPORTS = "sign-reports"
+    # Completing an exam's clinical information, priority and referring clinician.
+    EDIT_EXAM_DETAILS = "edit-exam-details"
+    # Releasing or reassigning other readers' claims, and following open critical results.
+    MANAGE_READING = "manage-reading"
+    MANAGE_REPORT_TEMPLATES = "manage-report-templates"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     # Readers store too: the viewer saves measurements and key images as new instances.
-    Role.RADIOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
-    Role.RESIDENT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
-    Role.TECHNOLOGIST: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES}),
+    Role.RADIOLOGIST: frozenset({
+        Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.READ_EXAMS, Permission.SIGN_REPORTS,
+        Permission.EDIT_EXAM_DETAILS,
+    }),
+    # Residents draft and sign preliminary reports, which an attending radiologist edits and signs.
+    Role.RESIDENT: frozenset({
+        Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.READ_EXAMS, Permission.EDIT_EXAM_DETAILS,
+    }),
+    Role.LEAD_RADIOLOGIST: frozenset({
+        Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.READ_EXAMS, Permission.SIGN_REPORTS,
+        Permission.EDIT_EXAM_DETAILS, Permission.MANAGE_READING, Permission.MANAGE_REPORT_TEMPLATES,
+    }),
+    Role.TECHNOLOGIST: frozenset({
+        Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.EDIT_EXAM_DETAILS,
+    }),
     # Clinicians see only their own patients' exams, through the portal.
     Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
     Role.SCHEDULER: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
     Role.ADMINISTRATOR: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_USERS, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE,
+        Permission.MANAGE_REPORT_TEMPLATES,
     }),
     Role.IT: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE}),
     Role.AUDITOR: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_AUDIT}),

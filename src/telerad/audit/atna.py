@@ -118,6 +118,15 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.AUDIT_SEARCHED: EventCoding(AUDIT_LOG_USED, "R", uses_audit_log=True),
     Action.AUDIT_EVENT_VIEWED: EventCoding(AUDIT_LOG_USED, "R", uses_audit_log=True),
     Action.AUDIT_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD, uses_audit_log=True),
+    # The worklist is a search of the exams, like the study list.
+    Action.WORKLIST_VIEWED: EventCoding(QUERY, "E"),
+    Action.EXAM_VIEWED: EventCoding(PATIENT_RECORD, "R"),
+    Action.EXAM_DETAILS_CHANGED: EventCoding(PATIENT_RECORD, "U"),
+    # Claims change who is reading the exam, part of the exam's record.
+    Action.EXAM_CLAIMED: EventCoding(PATIENT_RECORD, "U"),
+    Action.CLAIM_RELEASED: EventCoding(PATIENT_RECORD, "U"),
+    Action.CLAIM_LAPSED: EventCoding(PATIENT_RECORD, "U"),
+    Action.CLAIM_REASSIGNED: EventCoding(PATIENT_RECORD, "U"),
 }
 
 # An event whose action this version does not know (written by a newer one)

@@ -59,6 +59,14 @@ class Action(enum.StrEnum):
     SERVICE_REFUSED = "service-refused"
     # A caller on the DICOM TLS port that did not complete the handshake, for example without a valid client certificate.
     TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
+    WORKLIST_VIEWED = "worklist-viewed"
+    EXAM_VIEWED = "exam-viewed"
+    EXAM_DETAILS_CHANGED = "exam-details-changed"
+    EXAM_CLAIMED = "exam-claimed"
+    CLAIM_RELEASED = "claim-released"
+    # A claim ended because its holder made no request on the exam for the configured time.
+    CLAIM_LAPSED = "claim-lapsed"
+    CLAIM_REASSIGNED = "claim-reassigned"
 
 
 class Outcome(enum.IntEnum):

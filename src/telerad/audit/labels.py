@@ -47,6 +47,13 @@ ACTION_LABELS = {
     Action.AUDIT_SEARCHED: _("Audit trail searched"),
     Action.AUDIT_EVENT_VIEWED: _("Audit event viewed"),
     Action.AUDIT_EXPORTED: _("Audit trail exported"),
+    Action.WORKLIST_VIEWED: _("Worklist viewed"),
+    Action.EXAM_VIEWED: _("Exam viewed"),
+    Action.EXAM_DETAILS_CHANGED: _("Exam details changed"),
+    Action.EXAM_CLAIMED: _("Exam claimed"),
+    Action.CLAIM_RELEASED: _("Claim released"),
+    Action.CLAIM_LAPSED: _("Claim lapsed"),
+    Action.CLAIM_REASSIGNED: _("Claim reassigned"),
 }
 
 

@@ -13,6 +13,7 @@ from telerad.accounts.roles import ANY_SIGNED_IN_USER, Permission, requires, use
 # Start pages by role, as (URL name, permission it needs). The first one a
 # user's roles open wins.
 HOME_PAGES = (
+    ("reading:worklist", Permission.READ_EXAMS),
     ("archive:study-list", Permission.VIEW_STUDIES),
     ("audit:event-list", Permission.VIEW_AUDIT),
     ("admin:index", Permission.USE_ADMIN_SITE),

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from telerad.audit import forwarder as audit_forwarder
 from telerad.core import runtime
+from telerad.reading import background as worklist_background
 
 
 class Command(BaseCommand):
@@ -18,8 +19,10 @@ class Command(BaseCommand):
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
         audit_forwarder.start()
+        worklist_background.start()
         runtime.print_banner(web=True, dicom=False)
         try:
             runtime.web_server().run()
         finally:
             audit_forwarder.stop()
+            worklist_background.stop()
