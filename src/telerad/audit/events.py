@@ -54,6 +54,16 @@ class Action(enum.StrEnum):
     SERVICE_REFUSED = "service-refused"
     # A caller on the DICOM TLS port that did not complete the handshake, for example without a valid client certificate.
     TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
+    REPORT_VIEWED = "report-viewed"
+    REPORT_DRAFT_SAVED = "report-draft-saved"
+    REPORT_PRELIMINARY_SIGNED = "report-preliminary-signed"
+    REPORT_FINAL_SIGNED = "report-final-signed"
+    REPORT_ADDENDUM_SIGNED = "report-addendum-signed"
+    # A wrong password or authenticator code given to confirm a signature.
+    REAUTHENTICATION_FAILED = "reauthentication-failed"
+    REPORT_TEMPLATE_CHANGED = "report-template-changed"
+    REPORT_TEMPLATES_IMPORTED = "report-templates-imported"
+    REPORT_TEMPLATES_EXPORTED = "report-templates-exported"
 
 
 class Outcome(enum.IntEnum):
