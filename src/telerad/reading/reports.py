@@ -204,7 +204,7 @@ def save_draft(
 ) -> Report:
     """Save the posted sections of an exam's draft in one transaction, and audit the save (see audit_draft_saved)."""
     with transaction.atomic():
-        exam = Exam.objects.select_for_update().select_related("patient", "claimed_by").get(pk=exam_id)
+        exam = Exam.objects.select_for_update(of=("self",)).select_related("patient", "claimed_by").get(pk=exam_id)
         report, changed = save_locked(exam, user, base_revision, data, template, change_template=change_template)
         if changed:
             audit_draft_saved(exam, user, address, report.revision)

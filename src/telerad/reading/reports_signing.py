@@ -26,7 +26,7 @@ from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
 from telerad.reading.models import Exam, ExamStatus, SignedKind, SignedReport
 from telerad.reading.reports import (
-    ReportError, ReportSignedError, audit_fields, current_draft, exam_label, require_claim, save_locked,
+    Draft, ReportError, ReportSignedError, audit_fields, current_draft, exam_label, save_locked, template_sections,
 )
 from telerad.reading.reports_templates import section_title
 
@@ -170,6 +170,12 @@ def _create_signed(exam: Exam, kind: str, user: AbstractBaseUser, order: list[st
     return signed
 
 
+def _has_own_text(draft: Draft) -> bool:
+    """Return whether some section has text other than its template's starting text."""
+    _order, starting_texts = template_sections(draft.template)
+    return any(text.strip() and text.strip() != starting_texts.get(key, "").strip() for key, text in draft.sections.items())
+
+
 def _end_claim(exam: Exam) -> None:
     exam.claimed_by = None
     exam.claimed_at = None
@@ -201,15 +207,15 @@ def sign_report(
 
     try:
         with transaction.atomic():
-            exam = Exam.objects.select_for_update().select_related("patient", "claimed_by").get(pk=exam_id)
+            exam = Exam.objects.select_for_update(of=("self",)).select_related("patient", "claimed_by").get(pk=exam_id)
             final = SignedReport.objects.filter(exam=exam, kind=SignedKind.FINAL).select_related("signer").first()
             if final is not None:
                 raise _already_final(final)
             report, _changed = save_locked(exam, user, base_revision, data)
             draft = current_draft(exam)
             text = report_text(draft.template, draft.section_order, draft.sections)
-            if not text:
-                raise ReportError(_("The report is empty. Write at least one section before signing."))
+            if not text or not _has_own_text(draft):
+                raise ReportError(_("The report is empty or contains only the template's starting text. Write the report before signing."))
 
             signed = _create_signed(exam, kind, user, draft.section_order, draft.sections, text, critical)
             if kind == SignedKind.FINAL:
@@ -241,7 +247,7 @@ def sign_addendum(exam_id: int, user: AbstractBaseUser, text: str, *, critical: 
     method = reauthenticate(user, password, code, address, exam)
 
     with transaction.atomic():
-        exam = Exam.objects.select_for_update().select_related("patient").get(pk=exam_id)
+        exam = Exam.objects.select_for_update(of=("self",)).select_related("patient").get(pk=exam_id)
         if not SignedReport.objects.filter(exam=exam, kind=SignedKind.FINAL).exists():
             raise ReportError(_("An addendum follows a final report, and this exam has none yet."))
         signed = _create_signed(exam, SignedKind.ADDENDUM, user, [ADDENDUM_SECTION], {ADDENDUM_SECTION: text}, text, critical)
