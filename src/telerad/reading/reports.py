@@ -65,7 +65,7 @@ class Draft:
 
 
 def require_claim(exam: Exam, user: AbstractBaseUser) -> None:
-    """Raise ClaimRequiredError unless `user` holds the claim on `exam`."""
+    """Raise ClaimRequiredError unless `user` has the claim on `exam`."""
     if exam.claimed_by_id != user.pk:
         if exam.claimed_by_id is None:
             raise ClaimRequiredError(_("Claim this exam on the worklist before you edit its report."))
@@ -152,7 +152,7 @@ def save_locked(
 ) -> tuple[Report, bool]:
     """Save the draft of `exam`, whose row the caller has locked; return the report and whether it changed.
 
-    `data` holds the posted "section-KEY" fields. With `change_template` the
+    `data` contains the posted "section-KEY" fields. With `change_template` the
     sections are rearranged into `template` (see merge_into_template).
     """
     if exam.status in SIGNED_STATUSES:

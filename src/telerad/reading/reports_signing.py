@@ -1,6 +1,6 @@
 """Signing reports: re-authentication, preliminary and final reports, addenda and their content hashes.
 
-A user with SIGN_REPORTS signs final reports and addenda; a reader without
+A user with SIGN_REPORTS signs final reports and addenda. A reader without
 it signs preliminary reports, which an attending radiologist then edits and
 signs as the final report. Signed versions are SignedReport rows, which are
 never changed.
@@ -109,7 +109,7 @@ def reauthenticate(user: AbstractBaseUser, password: str, code: str, address: st
 
     A wrong one is audited and counted with the failed logins of the user
     and address, so that guessing here locks logins too. While a lock lasts,
-    signing is refused as well.
+    signing is rejected as well.
     """
     username = user.get_username()
     until = lockout.locked_until(username, address)
@@ -237,7 +237,7 @@ def sign_report(
 
 
 def sign_addendum(exam_id: int, user: AbstractBaseUser, text: str, *, critical: bool, password: str, code: str, address: str) -> SignedReport:
-    """Sign an addendum to the final report of an exam. The caller checks that `user` holds SIGN_REPORTS."""
+    """Sign an addendum to the final report of an exam. The caller checks that `user` has SIGN_REPORTS."""
     text = text.replace("\r\n", "\n").strip()
     if not text:
         raise ReportError(_("The addendum is empty. Write its text before signing."))

@@ -55,9 +55,9 @@ def template_score(template: ReportTemplate, exam: Exam) -> int | None:
     because it is the more specific of the two.
     """
     score = 0
-    wanted_modalities = modality_set(template.modality)
-    if wanted_modalities:
-        if not wanted_modalities & modality_set(exam.modalities):
+    template_modalities = modality_set(template.modality)
+    if template_modalities:
+        if not template_modalities & modality_set(exam.modalities):
             return None
         score += 1
     exam_type = template.exam_type.strip().casefold()
@@ -90,7 +90,7 @@ def section_title(template: ReportTemplate | None, key: str) -> str:
 
 
 def phrases_by_section(template: ReportTemplate | None) -> dict[str, list[Phrase]]:
-    """Return the phrases offered in each section: the template's and the global ones; "" holds those for any section."""
+    """Return the phrases offered in each section: the template's and the global ones. The key "" lists those for any section."""
     phrases = Phrase.objects.filter(template__isnull=True)
     if template is not None:
         phrases = phrases | Phrase.objects.filter(template=template)
@@ -195,12 +195,14 @@ def _template(item: Any, index: int, problems: list[str]) -> dict[str, Any] | No
     if not isinstance(item, dict):
         problems.append(_("%(where)s must be an object.") % {"where": where})
         return None
+
     name = _text(item.get("name"), where, "name", problems, max_length=200, required=True)
     if name.strip():
         where = _("Template %(number)d (“%(name)s”)") % {"number": index, "name": name.strip()}
     active = item.get("active", True)
     if not isinstance(active, bool):
         problems.append(_("%(where)s: “active” must be true or false.") % {"where": where})
+
     sections_value = item.get("sections")
     sections = []
     if not isinstance(sections_value, list) or not sections_value:
@@ -226,6 +228,7 @@ def _template(item: Any, index: int, problems: list[str]) -> dict[str, Any] | No
             "title": _text(section.get("title"), place, "title", problems, max_length=200, required=True),
             "text": _text(section.get("text"), place, "text", problems),
         })
+
     return {
         "name": name.strip(),
         "modality": _text(item.get("modality"), where, "modality", problems, max_length=16).strip().upper(),

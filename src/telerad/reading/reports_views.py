@@ -189,8 +189,8 @@ def addendum_view(request: HttpRequest, exam_id: int) -> HttpResponse:
         )
     except ReportError as exc:
         exam.refresh_from_db()
-        kept = AddendumForm(initial={"text": form.cleaned_data["text"], "critical": form.cleaned_data["critical"]})
-        return render_editor(request, editor_context(request, exam, addendum_form=kept, error=exc.message), status=exc.status)
+        unsigned_form = AddendumForm(initial={"text": form.cleaned_data["text"], "critical": form.cleaned_data["critical"]})
+        return render_editor(request, editor_context(request, exam, addendum_form=unsigned_form, error=exc.message), status=exc.status)
     if not is_htmx(request):
         return redirect("reports:editor", exam_id=exam.pk)
     exam.refresh_from_db()

@@ -9,7 +9,7 @@
   window.teleradReportEditor = true;
 
   // Statuses whose response body explains why a save or signature was
-  // refused; htmx drops error responses unless told to swap them.
+  // rejected. By default htmx does not swap error responses.
   var EXPLAINED_STATUSES = [400, 403, 409];
 
   document.addEventListener("htmx:beforeSwap", function (event) {
