@@ -27,6 +27,7 @@ urlpatterns = [
     path("viewer/", include("telerad.viewer.urls")),
     path("audit/", include("telerad.audit.urls")),
     path("worklist/", include("telerad.reading.urls")),
+    path("reports/", include("telerad.reading.report_urls")),
     # The admin's own login form would skip the second factor and the locks.
     path("admin/login/", login_not_required(RedirectView.as_view(pattern_name="login", query_string=True)), name="admin-login"),
     path("admin/", admin.site.urls),

@@ -21,6 +21,8 @@ PUBLIC = "public"
 VIEW = Permission.VIEW_STUDIES
 STORE = Permission.STORE_STUDIES
 OWN = Permission.MANAGE_OWN_ACCOUNT
+READ = Permission.READ_EXAMS
+TEMPLATES = Permission.MANAGE_REPORT_TEMPLATES
 
 # URL name: {HTTP method: what it needs}.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -68,6 +70,19 @@ EXPECTED: dict[str, dict[str, str]] = {
     "audit:event-list": {"GET": Permission.VIEW_AUDIT},
     "audit:event-export": {"GET": Permission.VIEW_AUDIT},
     "audit:event-detail": {"GET": Permission.VIEW_AUDIT},
+    "reports:template-list": {"GET": TEMPLATES},
+    "reports:template-create": {"GET": TEMPLATES, "POST": TEMPLATES},
+    "reports:template-import": {"GET": TEMPLATES, "POST": TEMPLATES},
+    "reports:template-export-all": {"GET": TEMPLATES},
+    "reports:template-edit": {"GET": TEMPLATES, "POST": TEMPLATES},
+    "reports:template-active": {"POST": TEMPLATES},
+    "reports:template-export": {"GET": TEMPLATES},
+    "reports:editor": {"GET": READ, "POST": READ},
+    "reports:choose-template": {"POST": READ},
+    # Residents sign preliminary reports here; the view decides the kind.
+    "reports:sign": {"POST": READ},
+    "reports:addendum": {"POST": Permission.SIGN_REPORTS},
+    "reports:versions": {"GET": READ},
     "viewer:app-config": {"GET": VIEW},
     "viewer:iid": {"GET": VIEW},
     "viewer:serve": {"GET": VIEW},

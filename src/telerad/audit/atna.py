@@ -63,6 +63,7 @@ INSTANCES_TRANSFERRED = Code("110104", DCM, "DICOM Instances Transferred")
 EXPORT = Code("110106", DCM, "Export")
 IMPORT = Code("110107", DCM, "Import")
 PATIENT_RECORD = Code("110110", DCM, "Patient Record")
+PROCEDURE_RECORD = Code("110111", DCM, "Procedure Record")
 QUERY = Code("110112", DCM, "Query")
 SECURITY_ALERT = Code("110113", DCM, "Security Alert")
 USER_AUTHENTICATION = Code("110114", DCM, "User Authentication")
@@ -127,6 +128,17 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.CLAIM_RELEASED: EventCoding(PATIENT_RECORD, "U"),
     Action.CLAIM_LAPSED: EventCoding(PATIENT_RECORD, "U"),
     Action.CLAIM_REASSIGNED: EventCoding(PATIENT_RECORD, "U"),
+    # A report is part of the record of the procedure it reports on.
+    Action.REPORT_VIEWED: EventCoding(PROCEDURE_RECORD, "R"),
+    Action.REPORT_DRAFT_SAVED: EventCoding(PROCEDURE_RECORD, "U"),
+    Action.REPORT_PRELIMINARY_SIGNED: EventCoding(PROCEDURE_RECORD, "C"),
+    Action.REPORT_FINAL_SIGNED: EventCoding(PROCEDURE_RECORD, "C"),
+    Action.REPORT_ADDENDUM_SIGNED: EventCoding(PROCEDURE_RECORD, "C"),
+    Action.REAUTHENTICATION_FAILED: EventCoding(USER_AUTHENTICATION, "E"),
+    # Templates are settings of the application, not patient data.
+    Action.REPORT_TEMPLATE_CHANGED: EventCoding(APPLICATION_ACTIVITY, "U"),
+    Action.REPORT_TEMPLATES_IMPORTED: EventCoding(IMPORT, "C", flow=Flow.TO_TELERAD),
+    Action.REPORT_TEMPLATES_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
 }
 
 # An event whose action this version does not know (written by a newer one)

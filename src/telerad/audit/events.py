@@ -67,6 +67,16 @@ class Action(enum.StrEnum):
     # A claim ended because its holder made no request on the exam for the configured time.
     CLAIM_LAPSED = "claim-lapsed"
     CLAIM_REASSIGNED = "claim-reassigned"
+    REPORT_VIEWED = "report-viewed"
+    REPORT_DRAFT_SAVED = "report-draft-saved"
+    REPORT_PRELIMINARY_SIGNED = "report-preliminary-signed"
+    REPORT_FINAL_SIGNED = "report-final-signed"
+    REPORT_ADDENDUM_SIGNED = "report-addendum-signed"
+    # A wrong password or authenticator code given to confirm a signature.
+    REAUTHENTICATION_FAILED = "reauthentication-failed"
+    REPORT_TEMPLATE_CHANGED = "report-template-changed"
+    REPORT_TEMPLATES_IMPORTED = "report-templates-imported"
+    REPORT_TEMPLATES_EXPORTED = "report-templates-exported"
 
 
 class Outcome(enum.IntEnum):

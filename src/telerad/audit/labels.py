@@ -54,6 +54,15 @@ ACTION_LABELS = {
     Action.CLAIM_RELEASED: _("Claim released"),
     Action.CLAIM_LAPSED: _("Claim lapsed"),
     Action.CLAIM_REASSIGNED: _("Claim reassigned"),
+    Action.REPORT_VIEWED: _("Report viewed"),
+    Action.REPORT_DRAFT_SAVED: _("Report draft saved"),
+    Action.REPORT_PRELIMINARY_SIGNED: _("Preliminary report signed"),
+    Action.REPORT_FINAL_SIGNED: _("Final report signed"),
+    Action.REPORT_ADDENDUM_SIGNED: _("Addendum signed"),
+    Action.REAUTHENTICATION_FAILED: _("Signature confirmation failed"),
+    Action.REPORT_TEMPLATE_CHANGED: _("Report template changed"),
+    Action.REPORT_TEMPLATES_IMPORTED: _("Report templates imported"),
+    Action.REPORT_TEMPLATES_EXPORTED: _("Report templates exported"),
 }
 
 

@@ -118,7 +118,8 @@ class ReportTemplate(models.Model):
     """A report skeleton: its sections, in order, with their starting text."""
 
     name = models.CharField(_("name"), max_length=200, unique=True)
-    # Empty matches any modality or exam type.
+    # One modality or several separated by backslashes ("CR\\DX"), as in
+    # Exam.modalities. Empty matches any modality or exam type.
     modality = models.CharField(_("modality"), max_length=16, blank=True)
     exam_type = models.CharField(_("exam type"), max_length=200, blank=True)
     # A list of {"key": "findings", "title": "Findings", "text": "..."} objects.
@@ -168,6 +169,20 @@ class Report(models.Model):
         verbose_name = _("report")
 
 
+class SignedReportChangeError(Exception):
+    """Raised on an attempt to change or delete a signed report; corrections are addenda."""
+
+
+class SignedReportQuerySet(models.QuerySet):
+    """Queries of signed reports, without bulk updates or deletes."""
+
+    def update(self, **kwargs):
+        raise SignedReportChangeError("signed reports cannot be changed; add an addendum instead")
+
+    def delete(self):
+        raise SignedReportChangeError("signed reports cannot be deleted")
+
+
 class SignedKind(models.TextChoices):
     PRELIMINARY = "preliminary", _("Preliminary")
     FINAL = "final", _("Final")
@@ -188,6 +203,8 @@ class SignedReport(models.Model):
     # SHA-256 of the canonical form of the signed content, signer and time.
     content_hash = models.CharField(max_length=64)
 
+    objects = SignedReportQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("signed report")
         ordering = ["signed_at", "id"]
@@ -198,6 +215,15 @@ class SignedReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.exam} {self.signed_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        """Insert the row; raise SignedReportChangeError when it exists already."""
+        if not self._state.adding or (self.pk is not None and SignedReport.objects.filter(pk=self.pk).exists()):
+            raise SignedReportChangeError(f"signed report {self.pk} cannot be changed; add an addendum instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise SignedReportChangeError(f"signed report {self.pk} cannot be deleted")
 
 
 class SubspecialtyRule(models.Model):
@@ -270,3 +296,11 @@ class ExamSyncState(models.Model):
     # committed more than the sync's margin later (see reading.exams).
     checked_until = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
+    def save(self, *args, **kwargs):
+        """Insert the row; raise SignedReportChangeError when it exists already."""
+        if not self._state.adding or (self.pk is not None and SignedReport.objects.filter(pk=self.pk).exists()):
+            raise SignedReportChangeError(f"signed report {self.pk} cannot be changed; add an addendum instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise SignedReportChangeError(f"signed report {self.pk} cannot be deleted")
