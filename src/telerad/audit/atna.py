@@ -117,6 +117,8 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.AUDIT_SEARCHED: EventCoding(AUDIT_LOG_USED, "R", uses_audit_log=True),
     Action.AUDIT_EVENT_VIEWED: EventCoding(AUDIT_LOG_USED, "R", uses_audit_log=True),
     Action.AUDIT_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD, uses_audit_log=True),
+    Action.REPORT_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    Action.REPORT_SENT: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
 }
 
 # An event whose action this version does not know (written by a newer one)

@@ -54,6 +54,10 @@ class Action(enum.StrEnum):
     SERVICE_REFUSED = "service-refused"
     # A caller on the DICOM TLS port that did not complete the handshake, for example without a valid client certificate.
     TLS_HANDSHAKE_FAILED = "tls-handshake-failed"
+    # A signed report downloaded as a PDF or read as a FHIR DiagnosticReport.
+    REPORT_EXPORTED = "report-exported"
+    # A signed report sent to an HL7 or FHIR endpoint, or given up after its attempts.
+    REPORT_SENT = "report-sent"
 
 
 class Outcome(enum.IntEnum):

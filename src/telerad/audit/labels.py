@@ -46,6 +46,8 @@ ACTION_LABELS = {
     Action.AUDIT_SEARCHED: _("Audit trail searched"),
     Action.AUDIT_EVENT_VIEWED: _("Audit event viewed"),
     Action.AUDIT_EXPORTED: _("Audit trail exported"),
+    Action.REPORT_EXPORTED: _("Report exported"),
+    Action.REPORT_SENT: _("Report sent"),
 }
 
 

@@ -198,3 +198,7 @@ class SignedReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.exam} {self.signed_at:%Y-%m-%d %H:%M}"
+
+
+# The models of report delivery live in their own module of this app.
+from telerad.reading.delivery.models import DeliveryEndpoint, DeliveryJob  # noqa: E402,F401

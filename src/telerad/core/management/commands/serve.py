@@ -8,6 +8,7 @@ from telerad.audit import forwarder as audit_forwarder
 from telerad.core import runtime
 from telerad.dicomweb import prebuild
 from telerad.dimse import server as dicom_server
+from telerad.reading.delivery import outbox as report_delivery
 
 
 class Command(BaseCommand):
@@ -27,6 +28,7 @@ class Command(BaseCommand):
 
         prebuild.start_worker()
         audit_forwarder.start()
+        report_delivery.start()
         listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
@@ -34,3 +36,4 @@ class Command(BaseCommand):
         finally:
             dicom_server.stop(listeners)
             audit_forwarder.stop()
+            report_delivery.stop()
