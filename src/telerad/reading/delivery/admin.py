@@ -12,7 +12,7 @@ import logging
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
-from django.forms import ModelForm, ValidationError
+from django.forms import ModelForm, URLField, ValidationError
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -60,6 +60,8 @@ def _record_change(request: HttpRequest, detail: str) -> None:
 
 
 class DeliveryEndpointForm(ModelForm):
+    url = URLField(label=_("FHIR base URL"), max_length=500, required=False, assume_scheme="https")
+
     class Meta:
         model = DeliveryEndpoint
         fields = "__all__"
