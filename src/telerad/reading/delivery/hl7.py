@@ -184,7 +184,7 @@ def unescape(text: str, escape_character: str = "\\") -> str:
 
 
 def parse_acknowledgement(message: str) -> Acknowledgement:
-    """Read MSA-1 (code), MSA-2 (control ID) and the error text (MSA-3, or ERR-8) of an ACK."""
+    """Read MSA-1 (code), MSA-2 (control ID) and the error text (MSA-3, else ERR-8 or ERR-7) of an ACK."""
     segments = [segment for segment in message.replace("\n", "\r").split("\r") if segment]
     if not segments or not segments[0].startswith("MSH") or len(segments[0]) < 8:
         raise InvalidAcknowledgement(f"the reply does not start with an MSH segment: {message[:40]!r}")
@@ -198,8 +198,9 @@ def parse_acknowledgement(message: str) -> Acknowledgement:
         raise InvalidAcknowledgement("the reply has no MSA segment")
     text = msa[3] if len(msa) > 3 else ""
     err = fields_by_segment.get("ERR")
-    if not text and err is not None and len(err) > 8:
-        text = err[8]
+    if not text and err is not None:
+        # ERR-8 is the user message, ERR-7 the diagnostic information.
+        text = next((err[index] for index in (8, 7) if len(err) > index and err[index]), "")
     component = segments[0][4]
     return Acknowledgement(
         code=msa[1].strip(),
