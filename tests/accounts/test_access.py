@@ -71,10 +71,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     "viewer:app-config": {"GET": VIEW},
     "viewer:iid": {"GET": VIEW},
     "viewer:serve": {"GET": VIEW},
+    "report-pdf:pdf": {"GET": VIEW},
+    "fhir:diagnosticreport-search": {"GET": VIEW},
+    "fhir:diagnosticreport": {"GET": VIEW},
 }
 
 # Programs get 401 instead of the login page's redirect.
-API_NAMESPACES = {"dicomweb"}
+API_NAMESPACES = {"dicomweb", "fhir"}
 
 SAMPLE_ARGUMENTS = {
     "int": "7",
