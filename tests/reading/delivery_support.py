@@ -38,7 +38,7 @@ def make_exam(study_instance_uid: str | None, *, accession: str = "ACC1001", des
     from telerad.reading.models import Exam, ExamStudy
 
     if study_instance_uid is None:
-        patient = Patient.objects.create(patient_id="NOSTUDY1", patient_name="Nostudy^Nora", patient_birth_date="19800101")
+        patient, _ = Patient.objects.get_or_create(patient_id="NOSTUDY1", defaults={"patient_name": "Nostudy^Nora", "patient_birth_date": "19800101"})
         study = None
     else:
         study = Study.objects.select_related("patient").get(study_instance_uid=study_instance_uid)
