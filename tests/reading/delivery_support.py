@@ -84,7 +84,7 @@ def final_report(radiologist):
 
 @dataclass
 class MllpListener:
-    """An HL7 MLLP receiver on 127.0.0.1 that keeps the messages and answers each with `reply_code`."""
+    """An HL7 MLLP receiver on 127.0.0.1 that keeps the messages and acknowledges each with `reply_code`."""
 
     reply_code: str = "AA"
     reply_text: str = ""
@@ -132,7 +132,7 @@ class MllpListener:
 
 @dataclass
 class FhirServer:
-    """An HTTP server on 127.0.0.1 that keeps each request and answers with `status`."""
+    """An HTTP server on 127.0.0.1 that keeps each request and responds with `status`."""
 
     status: int = 201
     requests: list[tuple[str, str, dict]] = field(default_factory=list)

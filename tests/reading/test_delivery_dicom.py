@@ -62,7 +62,9 @@ def test_encapsulated_pdf_modules(final_report):
     assert ds.EncapsulatedDocument[: ds.EncapsulatedDocumentLength].rstrip().endswith(b"%%EOF")
     assert len(ds.EncapsulatedDocument) % 2 == 0
     assert concept(ds) == ("18748-4", "LN", "Diagnostic Imaging Report")
-    assert ds.ContentDate and ds.ContentTime and ds.InstanceNumber == 1
+    assert ds.ContentDate
+    assert ds.ContentTime
+    assert ds.InstanceNumber == 1
 
 
 def test_basic_text_sr_content_tree(final_report):

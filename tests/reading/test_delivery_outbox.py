@@ -169,7 +169,7 @@ def test_application_error_ack_is_retried(final_report, mllp_listener):
 
     job = job_for(endpoint)
     assert job.state == JobState.PENDING
-    assert job.last_error == f"{endpoint.address} answered AE: Patient not found"
+    assert job.last_error == f"{endpoint.address} acknowledged with AE: Patient not found"
 
 
 def test_application_reject_ack_fails(final_report, mllp_listener):
@@ -310,7 +310,7 @@ def test_admin_lists_and_retries_failed_jobs(final_report, make_user, short_time
 
 def test_admin_endpoint_pages_need_network_permission(make_user, db):
     client = Client()
-    client.force_login(make_user("auditor", "administrator"))
+    client.force_login(make_user("office", "administrator"))
     allowed = client.get("/admin/reading/deliveryendpoint/add/")
     client.force_login(make_user("reader", "radiologist"))
     refused = client.get("/admin/reading/deliveryendpoint/")

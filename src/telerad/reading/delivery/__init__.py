@@ -1,9 +1,10 @@
 """Report delivery: what happens to a final report or addendum once it is signed.
 
-Each signed report is rendered as a PDF, stored in the archive as an
-Encapsulated PDF and a Basic Text SR, sent as an HL7 v2 ORU^R01 message to
-the configured MLLP endpoints and as a FHIR DiagnosticReport to the
-configured FHIR servers, through a database-backed outbox with retries.
+Each signed report is rendered as a PDF and stored in the archive as an
+Encapsulated PDF and a Basic Text SR. It is sent as an HL7 v2 ORU^R01
+message to the configured MLLP endpoints and as a FHIR DiagnosticReport to
+the configured FHIR servers. All of it goes through an outbox in the
+database, with retries.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ LOCAL_SCHEME = "99TELERAD"
 
 
 class ReportNotStorable(Exception):
-    """The report's objects cannot go into the archive; the message says why."""
+    """The archive cannot store the report's objects, for the reason in the message."""
 
 
 def report_uid(signed: SignedReport, role: str) -> UID:
@@ -104,7 +104,7 @@ def _series_index(signed: SignedReport) -> int:
 
 
 def _common(document: ReportDocument, *, sop_class: UID, sop_instance: UID, series: UID, modality: str, series_number: int, series_description: str) -> Dataset:
-    """The Patient, General Study, General Series, General Equipment and SOP Common attributes."""
+    """Build the Patient, General Study, General Series, General Equipment and SOP Common attributes."""
     study = document.study
     if study is None:
         raise ReportNotStorable(f"exam {document.exam.pk} has no study to store the report objects in")

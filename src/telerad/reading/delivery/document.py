@@ -1,8 +1,8 @@
 """The content of a delivered report, gathered once for the PDF, DICOM, HL7 and FHIR forms.
 
 A final report is delivered alone. An addendum is delivered as the whole
-report as it stands after it: every addendum signed up to it, newest first,
-then the final report, so that a receiver that replaces its copy loses nothing.
+report after it: every addendum signed up to it, newest first, then the
+final report, so that a receiver that replaces its copy loses nothing.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def build_oru(document: ReportDocument, endpoint: DeliveryEndpoint | None = None
             ENCODING_CHARACTERS, escape(config.ae_title), escape(config.department_name),
             escape(endpoint.receiving_application if endpoint else ""), escape(endpoint.receiving_facility if endpoint else ""),
             _hl7_time(timezone.now()), "", "ORU^R01^ORU_R01", escape(control_id), "P", VERSION,
-            # MSH-15 and MSH-16 stay empty: the original acknowledgement mode, answered with AA, AE or AR.
+            # MSH-15 and MSH-16 stay empty, which asks for the original acknowledgement mode (AA, AE or AR).
             "", "", "", "", "", "UNICODE UTF-8",
         ]),
         _segment("PID", [
@@ -143,8 +143,10 @@ def _observations(document: ReportDocument, status: str) -> list[str]:
 
 
 def _hl7_sex(dicom_sex: str) -> str:
-    # DICOM M, F, O map to HL7 table 0001 M, F, O; anything else is U (unknown).
-    return dicom_sex if dicom_sex in {"M", "F", "O"} else "U" if dicom_sex else ""
+    # DICOM M, F and O are the same codes in HL7 table 0001. Any other value is U (unknown).
+    if not dicom_sex:
+        return ""
+    return dicom_sex if dicom_sex in {"M", "F", "O"} else "U"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Where signed reports go, and the outbox of deliveries still to make.
+"""Delivery endpoints of signed reports, and the outbox of deliveries.
 
 Both models belong to the reading app; ``telerad.reading.models`` imports
 them so that Django finds them.

@@ -5,8 +5,8 @@ transaction, so that a report is delivered exactly when its signature
 commits, and the jobs survive restarts. A worker claims a due job with a
 conditional UPDATE that sets a lease, so that of several workers on one
 database only one sends it. A worker that stops while sending leaves its
-lease to expire, and the job is sent again: receivers may see a report
-twice, never lose one.
+lease to expire, and the job is sent again. So a receiver may get a report
+twice, and a delivery that runs out of attempts stays listed as failed.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def send_mllp(endpoint: DeliveryEndpoint, message: hl7.OruMessage, *, timeout: f
         raise DeliveryError(f"the ACK from {endpoint.address} names message {acknowledgement.control_id}, not {message.control_id}")
     if not acknowledgement.accepted:
         text = acknowledgement.text or "no error text"
-        raise DeliveryError(f"{endpoint.address} answered {acknowledgement.code}: {text}", permanent=acknowledgement.rejected)
+        raise DeliveryError(f"{endpoint.address} acknowledged with {acknowledgement.code}: {text}", permanent=acknowledgement.rejected)
     return acknowledgement
 
 
@@ -97,8 +97,8 @@ def send_fhir(endpoint: DeliveryEndpoint, resource: dict, *, accession_system: s
 
     A report with an accession number is sent as a conditional update (PUT
     with an identifier search), so that an addendum replaces the earlier
-    version; one without is created with POST. The resource goes without
-    telerad's id and meta, which belong to the server.
+    version. A report without one is created with POST. The resource goes
+    without telerad's id and meta, because the server assigns those.
     """
     body = {key: value for key, value in resource.items() if key not in {"id", "meta"}}
     base = endpoint.url.rstrip("/") + "/DiagnosticReport"
