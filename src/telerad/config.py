@@ -112,6 +112,16 @@ class Config:
     tat_overdue_minutes: tuple[int, int, int] = (60, 240, 48 * 60)
     # Seconds between two runs of the background work that makes exams of new studies.
     exam_sync_seconds: int = 5
+    # Report delivery: the department named on report PDFs, its logo (a PNG
+    # or JPEG file), and the retries of outbound deliveries, which wait twice
+    # as long after each failure, up to delivery_max_retry_seconds.
+    department_name: str = "Radiology"
+    department_logo: Path | None = None
+    delivery_max_attempts: int = 10
+    delivery_max_retry_seconds: int = 3600
+    delivery_timeout_seconds: int = 30
+    # FHIR Identifier.system of accession numbers; set a URI of the department's own.
+    fhir_accession_system: str = "urn:telerad:accession-number"
     problems: tuple[ConfigProblem, ...] = ()
 
     @property
@@ -313,6 +323,20 @@ def _read_reading_settings(reader: _Reader) -> dict[str, Any]:
     }
 
 
+def _read_delivery_settings(reader: _Reader) -> dict[str, Any]:
+    logo = reader.path("department_logo")
+    if logo is not None and not logo.is_file():
+        reader.problem("department_logo", f"the file {logo} does not exist; give the path of a PNG or JPEG file, or unset it")
+    return {
+        "department_name": reader.string("department_name", "Radiology").strip(),
+        "department_logo": logo,
+        "delivery_max_attempts": reader.integer("delivery_max_attempts", 10, minimum=1, maximum=1000),
+        "delivery_max_retry_seconds": reader.integer("delivery_max_retry_seconds", 3600, minimum=1, maximum=7 * 24 * 3600),
+        "delivery_timeout_seconds": reader.integer("delivery_timeout_seconds", 30, minimum=1, maximum=600),
+        "fhir_accession_system": reader.string("fhir_accession_system", "urn:telerad:accession-number").strip(),
+    }
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from `environ` (default: the process environment)."""
     environ = os.environ if environ is None else environ
@@ -384,6 +408,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         log_level=log_level,
         **_read_audit_settings(reader),
         **_read_reading_settings(reader),
+        **_read_delivery_settings(reader),
     )
     if config.dicom_plain_listener and config.http_port == config.dicom_port:
         reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")

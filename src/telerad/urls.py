@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from telerad.accounts import login as login_views
 from telerad.accounts.roles import Permission, has_permission
 from telerad.core.views import home
+from telerad.reading.delivery import urls as delivery_urls
 
 admin.site.site_header = _("telerad administration")
 admin.site.site_title = _("telerad")
@@ -28,6 +29,8 @@ urlpatterns = [
     path("audit/", include("telerad.audit.urls")),
     path("worklist/", include("telerad.reading.urls")),
     path("reports/", include("telerad.reading.report_urls")),
+    path("reports/pdf/", include(delivery_urls.pdf_urls)),
+    path("fhir/", include(delivery_urls.fhir_urls)),
     # The admin's own login form would skip the second factor and the locks.
     path("admin/login/", login_not_required(RedirectView.as_view(pattern_name="login", query_string=True)), name="admin-login"),
     path("admin/", admin.site.urls),

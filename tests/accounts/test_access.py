@@ -95,10 +95,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reading:release": {"POST": Permission.READ_EXAMS},
     "reading:reassign": {"POST": Permission.MANAGE_READING},
     "reading:exam-details": {"GET": Permission.EDIT_EXAM_DETAILS, "POST": Permission.EDIT_EXAM_DETAILS},
+    "report-pdf:pdf": {"GET": VIEW},
+    "fhir:diagnosticreport-search": {"GET": VIEW},
+    "fhir:diagnosticreport": {"GET": VIEW},
 }
 
 # Programs get 401 instead of the login page's redirect.
-API_NAMESPACES = {"dicomweb"}
+API_NAMESPACES = {"dicomweb", "fhir"}
 
 SAMPLE_ARGUMENTS = {
     "int": "7",

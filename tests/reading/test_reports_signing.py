@@ -7,6 +7,7 @@ from django.db import connection
 
 from telerad.accounts.models import LoginThrottle
 from telerad.audit.models import AuditEvent
+from telerad.reading.delivery.models import DeliveryJob
 from telerad.reading.models import ExamStatus, SignedReport, SignedReportChangeError
 from telerad.reading.reports_signing import compute_hash, hash_matches
 
@@ -344,3 +345,24 @@ def test_signed_report_with_existing_pk_cannot_be_inserted(exam, radiologist):
         copy.save()
 
     assert SignedReport.objects.get().text == signed.text
+
+
+def test_signing_queues_delivery(exam, radiologist):
+    client = htmx_client_for(radiologist)
+
+    sign(client, exam)
+    final = SignedReport.objects.get(exam=exam, kind="final")
+    addendum(client, exam, "Comparison with the prior study added.")
+    added = SignedReport.objects.get(exam=exam, kind="addendum")
+
+    assert list(DeliveryJob.objects.filter(signed_report=final).values_list("target", flat=True)) == ["archive"]
+    assert list(DeliveryJob.objects.filter(signed_report=added).values_list("target", flat=True)) == ["archive"]
+
+
+def test_preliminary_report_queues_no_delivery(resident):
+    exam = create_exam(claimed_by=resident)
+
+    sign(htmx_client_for(resident), exam)
+
+    assert SignedReport.objects.get(exam=exam).kind == "preliminary"
+    assert not DeliveryJob.objects.exists()

@@ -139,6 +139,8 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.REPORT_TEMPLATE_CHANGED: EventCoding(APPLICATION_ACTIVITY, "U"),
     Action.REPORT_TEMPLATES_IMPORTED: EventCoding(IMPORT, "C", flow=Flow.TO_TELERAD),
     Action.REPORT_TEMPLATES_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    Action.REPORT_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    Action.REPORT_SENT: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
 }
 
 # An event whose action this version does not know (written by a newer one)

@@ -77,6 +77,10 @@ class Action(enum.StrEnum):
     REPORT_TEMPLATE_CHANGED = "report-template-changed"
     REPORT_TEMPLATES_IMPORTED = "report-templates-imported"
     REPORT_TEMPLATES_EXPORTED = "report-templates-exported"
+    # A signed report downloaded as a PDF or read as a FHIR DiagnosticReport.
+    REPORT_EXPORTED = "report-exported"
+    # A signed report sent to an HL7 or FHIR endpoint, or given up after its attempts.
+    REPORT_SENT = "report-sent"
 
 
 class Outcome(enum.IntEnum):

@@ -63,6 +63,8 @@ ACTION_LABELS = {
     Action.REPORT_TEMPLATE_CHANGED: _("Report template changed"),
     Action.REPORT_TEMPLATES_IMPORTED: _("Report templates imported"),
     Action.REPORT_TEMPLATES_EXPORTED: _("Report templates exported"),
+    Action.REPORT_EXPORTED: _("Report exported"),
+    Action.REPORT_SENT: _("Report sent"),
 }
 
 

@@ -296,11 +296,7 @@ class ExamSyncState(models.Model):
     # committed more than the sync's margin later (see reading.exams).
     checked_until = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(auto_now=True)
-    def save(self, *args, **kwargs):
-        """Insert the row; raise SignedReportChangeError when it exists already."""
-        if not self._state.adding or (self.pk is not None and SignedReport.objects.filter(pk=self.pk).exists()):
-            raise SignedReportChangeError(f"signed report {self.pk} cannot be changed; add an addendum instead")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        raise SignedReportChangeError(f"signed report {self.pk} cannot be deleted")
+
+# The models of report delivery live in their own module of this app.
+from telerad.reading.delivery.models import DeliveryEndpoint, DeliveryJob  # noqa: E402,F401

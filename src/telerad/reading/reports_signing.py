@@ -24,6 +24,7 @@ from django.utils.translation import ngettext
 from telerad.accounts import lockout, two_factor
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
+from telerad.reading import delivery
 from telerad.reading.models import Exam, ExamStatus, SignedKind, SignedReport
 from telerad.reading.reports import (
     Draft, ReportError, ReportSignedError, audit_fields, current_draft, exam_label, save_locked, template_sections,
@@ -228,6 +229,9 @@ def sign_report(
             _end_claim(exam)
             exam.save(update_fields=["status", "signed_at", "preliminary_at", "claimed_by", "claimed_at", "claim_active_at", "updated_at"])
             _audit_signed(signed, exam, user, address, method)
+            if kind == SignedKind.FINAL:
+                # Queued in this transaction, so that a signature that rolls back sends nothing.
+                delivery.deliver_signed_report(signed)
     except IntegrityError:
         final = SignedReport.objects.filter(exam_id=exam_id, kind=SignedKind.FINAL).select_related("signer").first()
         if final is None:
@@ -254,4 +258,5 @@ def sign_addendum(exam_id: int, user: AbstractBaseUser, text: str, *, critical: 
         exam.status = ExamStatus.ADDENDED
         exam.save(update_fields=["status", "updated_at"])
         _audit_signed(signed, exam, user, address, method)
+        delivery.deliver_signed_report(signed)
     return signed

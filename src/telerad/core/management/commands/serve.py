@@ -9,6 +9,7 @@ from telerad.core import runtime
 from telerad.dicomweb import prebuild
 from telerad.dimse import server as dicom_server
 from telerad.reading import background as worklist_background
+from telerad.reading.delivery import outbox as report_delivery
 
 
 class Command(BaseCommand):
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         prebuild.start_worker()
         audit_forwarder.start()
         worklist_background.start()
+        report_delivery.start()
         listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
@@ -37,3 +39,4 @@ class Command(BaseCommand):
             dicom_server.stop(listeners)
             audit_forwarder.stop()
             worklist_background.stop()
+            report_delivery.stop()
