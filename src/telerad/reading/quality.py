@@ -55,9 +55,10 @@ class RaiseIssueForm(forms.Form):
         help_text=gettext_lazy("What is wrong and what the technologist should do, for example which images to send again."),
     )
 
-    def __init__(self, *args, exam: Exam, **kwargs):
+    def __init__(self, *args, exam: Exam, series: list[Series] | None = None, **kwargs):
+        """Offer the exam's studies and `series`, which default to every series of the exam."""
         super().__init__(*args, **kwargs)
-        self.series = {series.series_instance_uid: series for series in exam_series(exam)}
+        self.series = {item.series_instance_uid: item for item in (exam_series(exam) if series is None else series)}
         study_uids = list(ExamStudy.objects.filter(exam=exam).order_by("id").values_list("study__study_instance_uid", flat=True))
         choices = [(WHOLE_STUDY_PREFIX + uid, _("The whole study %(uid)s") % {"uid": uid} if len(study_uids) > 1 else _("The whole study")) for uid in study_uids]
         choices += [(SERIES_PREFIX + uid, _("Series %(label)s") % {"label": series_label(series)}) for uid, series in self.series.items()]
