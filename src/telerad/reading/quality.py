@@ -1,4 +1,4 @@
-"""Raise, answer, fix and close image-quality issues; each step writes an audit event.
+"""Raise, answer, fix and close image-quality issues, writing an audit event for each step.
 
 A reader raises an issue on a series of the exam or on a whole study. The
 technologists' queue lists issues until they are closed. Audit events name
@@ -113,7 +113,10 @@ def raise_issue(exam: Exam, user, *, study_instance_uid: str, series_instance_ui
 
 
 def answer_issue(issue_pk: int, user, *, text: str, action: str, address: str) -> QualityIssue:
-    """Add an answer and move the issue to the state the action names; raise QualityIssueClosed on a closed issue."""
+    """Add an answer and move the issue to the state that `action` names.
+
+    Raises QualityIssueClosed when the issue is closed.
+    """
     new_state = AnswerForm.NEW_STATES[action]
     with transaction.atomic():
         issue = QualityIssue.objects.select_for_update().select_related("exam__patient").get(pk=issue_pk)

@@ -22,7 +22,7 @@ from telerad.audit import events as audit
 from telerad.reading import turnaround
 
 DEFAULT_DAYS = 30
-# The longest range one page or export covers.
+# Maximum length, in days, of the range of one page or export.
 MAX_RANGE_DAYS = 3660
 
 

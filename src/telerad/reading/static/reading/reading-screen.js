@@ -1,5 +1,5 @@
 // Load the embedded viewer only on screens wide enough to show it beside the
-// report; reading.css hides it below the same width, where the page links to
+// report. Below that width reading.css hides the frame, and the page links to
 // the viewer in its own window instead.
 (function () {
   "use strict";
