@@ -29,6 +29,8 @@ urlpatterns = [
     path("audit/", include("telerad.audit.urls")),
     path("worklist/", include("telerad.reading.urls")),
     path("reports/", include("telerad.reading.report_urls")),
+    path("quality/", include("telerad.reading.quality_urls")),
+    path("turnaround/", include("telerad.reading.turnaround_urls")),
     path("reports/pdf/", include(delivery_urls.pdf_urls)),
     path("fhir/", include(delivery_urls.fhir_urls)),
     # The admin's own login form would skip the second factor and the locks.

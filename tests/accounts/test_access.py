@@ -95,6 +95,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reading:release": {"POST": Permission.READ_EXAMS},
     "reading:reassign": {"POST": Permission.MANAGE_READING},
     "reading:exam-details": {"GET": Permission.EDIT_EXAM_DETAILS, "POST": Permission.EDIT_EXAM_DETAILS},
+    # Readers raise image-quality issues; technologists answer them.
+    "quality:raise": {"POST": READ},
+    "quality:queue": {"GET": Permission.EDIT_EXAM_DETAILS},
+    "quality:issue": {"GET": Permission.EDIT_EXAM_DETAILS, "POST": Permission.EDIT_EXAM_DETAILS},
+    # Readers see their own figures; lead radiologists see everyone's.
+    "turnaround:figures": {"GET": READ},
+    "turnaround:csv": {"GET": READ},
     "report-pdf:pdf": {"GET": VIEW},
     "fhir:diagnosticreport-search": {"GET": VIEW},
     "fhir:diagnosticreport": {"GET": VIEW},

@@ -141,6 +141,13 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.REPORT_TEMPLATES_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
     Action.REPORT_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
     Action.REPORT_SENT: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    Action.QUALITY_ISSUE_RAISED: EventCoding(PROCEDURE_RECORD, "C"),
+    Action.QUALITY_ISSUE_ANSWERED: EventCoding(PROCEDURE_RECORD, "U"),
+    Action.QUALITY_ISSUE_STATE_CHANGED: EventCoding(PROCEDURE_RECORD, "U"),
+    Action.QUALITY_ISSUE_VIEWED: EventCoding(PROCEDURE_RECORD, "R"),
+    # The queue is a search of the issues, like the worklist of the exams.
+    Action.QUALITY_QUEUE_VIEWED: EventCoding(QUERY, "E"),
+    Action.TURNAROUND_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
 }
 
 # An event whose action this version does not know (written by a newer one)

@@ -81,6 +81,14 @@ class Action(enum.StrEnum):
     REPORT_EXPORTED = "report-exported"
     # A signed report sent to an HL7 or FHIR endpoint, or given up after its attempts.
     REPORT_SENT = "report-sent"
+    QUALITY_ISSUE_RAISED = "quality-issue-raised"
+    QUALITY_ISSUE_ANSWERED = "quality-issue-answered"
+    # An image-quality issue marked fixed, closed or reopened.
+    QUALITY_ISSUE_STATE_CHANGED = "quality-issue-state-changed"
+    QUALITY_ISSUE_VIEWED = "quality-issue-viewed"
+    QUALITY_QUEUE_VIEWED = "quality-queue-viewed"
+    # The per-exam turnaround rows downloaded as CSV.
+    TURNAROUND_EXPORTED = "turnaround-exported"
 
 
 class Outcome(enum.IntEnum):

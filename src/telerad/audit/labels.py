@@ -65,6 +65,12 @@ ACTION_LABELS = {
     Action.REPORT_TEMPLATES_EXPORTED: _("Report templates exported"),
     Action.REPORT_EXPORTED: _("Report exported"),
     Action.REPORT_SENT: _("Report sent"),
+    Action.QUALITY_ISSUE_RAISED: _("Image-quality issue raised"),
+    Action.QUALITY_ISSUE_ANSWERED: _("Image-quality issue answered"),
+    Action.QUALITY_ISSUE_STATE_CHANGED: _("Image-quality issue state changed"),
+    Action.QUALITY_ISSUE_VIEWED: _("Image-quality issue viewed"),
+    Action.QUALITY_QUEUE_VIEWED: _("Image-quality queue viewed"),
+    Action.TURNAROUND_EXPORTED: _("Turnaround times exported"),
 }
 
 

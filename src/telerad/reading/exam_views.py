@@ -21,7 +21,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from telerad.accounts.roles import Permission, Role, has_permission, requires
 from telerad.audit import events as audit
-from telerad.reading import claims
+from telerad.core.security import embeds_same_origin_frames
+from telerad.reading import claims, quality
 from telerad.reading.models import Exam, ExamStudy, SignedReport, Subspecialty
 from telerad.reading.views import record_view
 
@@ -57,6 +58,7 @@ class ReassignForm(forms.Form):
 
 @requires(Permission.READ_EXAMS)
 @require_http_methods(["GET"])
+@embeds_same_origin_frames
 def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
     claims.record_activity(exam_pk, request.user)
     exam = get_object_or_404(Exam.objects.select_related("patient", "subspecialty", "claimed_by", "referring_clinician"), pk=exam_pk)
@@ -77,11 +79,21 @@ def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
         detail=f"exam={exam.pk}; accession={exam.accession_number}",
     )
     can_manage = has_permission(request.user, Permission.MANAGE_READING)
+    # The embedded viewer lists the current studies first and the priors after
+    # them in its study browser. Without an initial series its hanging
+    # protocol may put a prior in the viewport, so it names the current
+    # exam's first series.
+    prior_studies = [study for prior in priors for study in studies[prior.pk]]
+    current_series = quality.exam_series(exam)
     context = {
         "exam": exam,
         "patient": exam.patient,
         "studies": studies[exam.pk],
         "viewer_uids": _viewer_uids(studies[exam.pk]),
+        "frame_uids": _viewer_uids([*studies[exam.pk], *prior_studies]),
+        "frame_initial_series": current_series[0].series_instance_uid if current_series else "",
+        "quality_issues": quality.issues_of_exam(exam),
+        "quality_form": quality.RaiseIssueForm(exam=exam, series=current_series) if studies[exam.pk] else None,
         "priors": [(prior, studies[prior.pk], _viewer_uids(studies[prior.pk])) for prior in priors],
         "own_reports": own_reports,
         "holder": exam.claimed_by if holder_id is not None else None,

@@ -298,5 +298,6 @@ class ExamSyncState(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
 
-# The models of report delivery live in their own module of this app.
+# The models of report delivery and of image-quality issues live in their own modules of this app.
 from telerad.reading.delivery.models import DeliveryEndpoint, DeliveryJob  # noqa: E402,F401
+from telerad.reading.quality_models import QualityIssue, QualityReply  # noqa: E402,F401

@@ -93,6 +93,9 @@ def _with_viewer_headers(response: HttpResponse, manifest: dict[str, Any], *, wo
     response["Cross-Origin-Embedder-Policy"] = "require-corp"
     response["Cross-Origin-Resource-Policy"] = "same-origin"
     response["X-Content-Type-Options"] = "nosniff"
+    # The exam page embeds the viewer; other sites may not (frame-ancestors
+    # 'self' above, and this header for browsers without CSP level 2).
+    response["X-Frame-Options"] = "SAMEORIGIN"
     return response
 
 
