@@ -81,6 +81,13 @@ class Action(enum.StrEnum):
     REPORT_EXPORTED = "report-exported"
     # A signed report sent to an HL7 or FHIR endpoint, or given up after its attempts.
     REPORT_SENT = "report-sent"
+    # A report signed critical opened a critical result, its contact was notified, acknowledged it, or it escalated.
+    CRITICAL_RESULT_OPENED = "critical-result-opened"
+    CRITICAL_RESULT_NOTIFIED = "critical-result-notified"
+    CRITICAL_RESULT_ACKNOWLEDGED = "critical-result-acknowledged"
+    CRITICAL_RESULT_ESCALATED = "critical-result-escalated"
+    # A notification e-mail accepted by the SMTP server, or given up after its attempts.
+    NOTIFICATION_EMAILED = "notification-emailed"
 
 
 class Outcome(enum.IntEnum):

@@ -65,6 +65,11 @@ ACTION_LABELS = {
     Action.REPORT_TEMPLATES_EXPORTED: _("Report templates exported"),
     Action.REPORT_EXPORTED: _("Report exported"),
     Action.REPORT_SENT: _("Report sent"),
+    Action.CRITICAL_RESULT_OPENED: _("Critical result opened"),
+    Action.CRITICAL_RESULT_NOTIFIED: _("Critical result notified"),
+    Action.CRITICAL_RESULT_ACKNOWLEDGED: _("Critical result acknowledged"),
+    Action.CRITICAL_RESULT_ESCALATED: _("Critical result escalated"),
+    Action.NOTIFICATION_EMAILED: _("Notification e-mailed"),
 }
 
 
