@@ -379,12 +379,14 @@ def _read_mail_settings(reader: _Reader) -> dict[str, Any]:
     implicit_tls = reader.boolean("smtp_tls", False)
     mail_from = reader.string("mail_from", "").strip()
     base_url = reader.string("base_url", "").strip().rstrip("/")
+
     if starttls and implicit_tls:
         reader.problem("smtp_tls", "TELERAD_SMTP_TLS and TELERAD_SMTP_STARTTLS are both on; set TELERAD_SMTP_STARTTLS to false for a server that expects TLS from the start (port 465)")
     if bool(user) != bool(password):
         reader.problem("smtp_user", "set both TELERAD_SMTP_USER and TELERAD_SMTP_PASSWORD, or neither for a server that needs no login")
     if password and not (starttls or implicit_tls):
         reader.problem("smtp_password", "the SMTP password would be sent without encryption; turn on TELERAD_SMTP_STARTTLS or TELERAD_SMTP_TLS")
+
     if host and not mail_from:
         reader.problem("mail_from", "missing; set the sender of notification e-mails, like telerad@example.org")
     elif mail_from and not EMAIL_ADDRESS_PATTERN.fullmatch(mail_from):
@@ -393,6 +395,7 @@ def _read_mail_settings(reader: _Reader) -> dict[str, Any]:
         reader.problem("base_url", f"{base_url!r} is not an http or https address; give the address users open telerad at, like https://telerad.example.org")
     elif host and not base_url:
         reader.problem("base_url", "missing; e-mails link to telerad, so give the address users open it at, like https://telerad.example.org")
+
     return {
         "smtp_host": host,
         "smtp_port": reader.optional_integer("smtp_port", minimum=1, maximum=65535),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from telerad.clinicians import notifications
 from telerad.clinicians.models import EmailJob, EmailPreference, Notification, NotificationKind
@@ -169,3 +173,27 @@ def test_no_email_without_address(make_user, smtp_server):
 
     assert Notification.objects.filter(recipient=user).count() == 1
     assert not EmailJob.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/notifications/badge/", "/notifications/"])
+def test_polling_does_not_renew_session(clinician, path):
+    client = htmx_client_for(clinician)
+    session_key = client.cookies["sessionid"].value
+    Session.objects.filter(session_key=session_key).update(expire_date=timezone.now() + datetime.timedelta(minutes=3))
+
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert "sessionid" not in response.cookies
+    expiry = Session.objects.get(session_key=session_key).expire_date
+    assert expiry < timezone.now() + datetime.timedelta(minutes=4)
+
+
+def test_page_request_renews_session(clinician):
+    client = client_for(clinician)
+    session_key = client.cookies["sessionid"].value
+    Session.objects.filter(session_key=session_key).update(expire_date=timezone.now() + datetime.timedelta(minutes=3))
+
+    client.get("/notifications/")
+
+    assert Session.objects.get(session_key=session_key).expire_date > timezone.now() + datetime.timedelta(minutes=20)

@@ -16,6 +16,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -33,10 +34,6 @@ logger = logging.getLogger(__name__)
 # Escalations one check makes; a longer backlog is taken by the next check, a few seconds later.
 MAX_ESCALATIONS_PER_CHECK = 100
 CRITICAL_KINDS = {SignedKind.FINAL, SignedKind.ADDENDUM}
-
-
-class AcknowledgeRefused(Exception):
-    """The user may not acknowledge this critical result."""
 
 
 def resolve_contact(value: str) -> tuple[AbstractBaseUser | None, str]:
@@ -107,13 +104,13 @@ def _notify_contact(
     link = critical_link(result)
     if user is not None:
         notification = notifications.notify(user, kind, exam=result.exam, text=text, link=link)
-        how = f"user {user.get_username()} by notification {notification.pk}"
+        channels = f"user {user.get_username()} by notification {notification.pk}"
         if notification.email_jobs.exists():
-            how += f" and e-mail to {user.email}"
+            channels += f" and e-mail to {user.email}"
     else:
         mail.queue_email(to_address=address, kind=kind, exam=result.exam, text=text, link=link)
-        how = f"{address} by e-mail only"
-    _audit(result, audit.Action.CRITICAL_RESULT_NOTIFIED, user=actor, detail=f"{kind}: notified {how}")
+        channels = f"{address} by e-mail only"
+    _audit(result, audit.Action.CRITICAL_RESULT_NOTIFIED, user=actor, detail=f"{kind}: notified {channels}")
 
 
 def may_acknowledge(user: AbstractBaseUser, result: CriticalResult) -> bool:
@@ -131,15 +128,16 @@ def may_acknowledge(user: AbstractBaseUser, result: CriticalResult) -> bool:
 def acknowledge(result_id: int, user: AbstractBaseUser, *, address: str) -> tuple[CriticalResult, bool]:
     """Record that `user` acknowledged the result; return it and whether this call acknowledged it.
 
-    A second acknowledgement changes nothing and returns False. The signer
-    of the report is notified of the first.
+    Raise PermissionDenied when `user` may not acknowledge it. A second
+    acknowledgement changes nothing and returns False. The signer of the
+    report is notified of the first.
     """
     with transaction.atomic():
         result = CriticalResult.objects.select_for_update(of=("self",)).select_related(
             "exam__patient", "signed_report__signer", "acknowledged_by",
         ).get(pk=result_id)
         if not may_acknowledge(user, result):
-            raise AcknowledgeRefused(f"user {user.get_username()} may not acknowledge critical result {result.pk}")
+            raise PermissionDenied(f"user {user.get_username()} may not acknowledge critical result {result.pk}")
         if result.acknowledged_at is not None:
             return result, False
         result.acknowledged_by = user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -59,7 +60,7 @@ def acknowledge(request: HttpRequest, result_pk: int) -> HttpResponse:
     get_object_or_404(CriticalResult.objects.only("pk"), pk=result_pk)
     try:
         result, acknowledged_now = critical.acknowledge(result_pk, request.user, address=_address(request))
-    except critical.AcknowledgeRefused:
+    except PermissionDenied:
         return forbidden(request, acknowledge, _("This critical result was sent to someone else."))
     if acknowledged_now:
         messages.success(request, _("You acknowledged the critical result. The radiologist can see it."))

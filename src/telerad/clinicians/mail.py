@@ -103,12 +103,12 @@ def _free_lease(now: datetime.datetime) -> Q:
 def claim(job_id: int, owner: str) -> bool:
     """Take the lease of a due job; return False when it is not due or another worker holds it."""
     now = timezone.now()
-    taken = (
+    claimed_rows = (
         EmailJob.objects.filter(pk=job_id, state=EmailState.PENDING, next_attempt_at__lte=now)
         .filter(_free_lease(now))
         .update(lease_owner=owner, lease_expires_at=now + datetime.timedelta(seconds=lease_seconds()))
     )
-    return taken == 1
+    return claimed_rows == 1
 
 
 def due_job_ids(limit: int = BATCH_SIZE) -> list[int]:

@@ -91,7 +91,7 @@ class CriticalResult(models.Model):
 
     The recipient is the exam's referring clinician, or the department's
     contact. A contact given only as an e-mail address has no user, so
-    `recipient` is empty and `recipient_address` holds the address.
+    `recipient` is empty and `recipient_address` contains the address.
     """
 
     exam = models.ForeignKey("reading.Exam", on_delete=models.PROTECT, related_name="critical_results")

@@ -18,6 +18,16 @@ from telerad.clinicians.models import ALWAYS_EMAILED, Notification, Notification
 MAX_LISTED = 100
 
 
+def _detach_session(request: HttpRequest) -> None:
+    """Keep a poll from counting as activity: without a session on the request, Django neither saves it nor moves its expiry.
+
+    Because SESSION_SAVE_EVERY_REQUEST renews the session on every request,
+    a page left open would otherwise keep its session alive forever, past
+    the idle timeout. The user was loaded before the view ran.
+    """
+    del request.session
+
+
 def _list_context(request: HttpRequest) -> dict:
     listed = list(Notification.objects.filter(recipient=request.user)[:MAX_LISTED])
     return {"notifications": listed, "unread": sum(1 for notification in listed if notification.read_at is None)}
@@ -27,14 +37,18 @@ def _list_context(request: HttpRequest) -> dict:
 @require_GET
 def notification_list(request: HttpRequest) -> HttpResponse:
     """Show the user's notifications; htmx reloads only the list, which it polls."""
-    template = "clinicians/notification_list.html" if request.headers.get("HX-Request") else "clinicians/notifications.html"
-    return render(request, template, _list_context(request))
+    if not request.headers.get("HX-Request"):
+        return render(request, "clinicians/notifications.html", _list_context(request))
+    context = _list_context(request)
+    _detach_session(request)
+    return render(request, "clinicians/notification_list.html", context)
 
 
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @require_GET
 def notification_badge(request: HttpRequest) -> HttpResponse:
     """Return the header's counter of unread notifications, which htmx polls."""
+    _detach_session(request)
     return render(request, "clinicians/notification_badge.html")
 
 
