@@ -29,6 +29,8 @@ ENV_PREFIX = "TELERAD_"
 # without backslash or control characters. Leading and trailing spaces are
 # not significant.
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+# A plain address such as telerad@example.org, without a display name.
+EMAIL_ADDRESS_PATTERN = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 
 class DuplicatePolicy(enum.StrEnum):
@@ -122,6 +124,27 @@ class Config:
     delivery_timeout_seconds: int = 30
     # FHIR Identifier.system of accession numbers; set a URI of the department's own.
     fhir_accession_system: str = "urn:telerad:accession-number"
+    # E-mail of notifications through an SMTP server; off while smtp_host is
+    # empty. smtp_starttls upgrades a plain connection, smtp_tls connects with
+    # TLS from the start (usually port 465). The port defaults to 465 with
+    # smtp_tls and to 587 otherwise.
+    smtp_host: str = ""
+    smtp_port: int | None = None
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    mail_from: str = ""
+    # The address at which users reach telerad, such as https://telerad.example.org;
+    # links in e-mails start with it.
+    base_url: str = ""
+    # Critical results: minutes the referring clinician has to acknowledge
+    # before the notice escalates, the contact it escalates to, and the
+    # contact of exams without a referring clinician. A contact is a user
+    # name or an e-mail address.
+    critical_ack_minutes: int = 30
+    critical_escalation_contact: str = ""
+    critical_department_contact: str = ""
     problems: tuple[ConfigProblem, ...] = ()
 
     @property
@@ -168,6 +191,16 @@ class Config:
     @property
     def audit_forwarding(self) -> bool:
         return bool(self.audit_syslog_host)
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return 465 if self.smtp_tls else 587
 
 
 def default_data_dir() -> Path:
@@ -337,6 +370,47 @@ def _read_delivery_settings(reader: _Reader) -> dict[str, Any]:
     }
 
 
+def _read_mail_settings(reader: _Reader) -> dict[str, Any]:
+    """Read the SMTP, link and critical result settings; an SMTP host needs a sender and a base URL."""
+    host = reader.string("smtp_host", "").strip()
+    user = reader.string("smtp_user", "").strip()
+    password = reader.secret("smtp_password") or ""
+    starttls = reader.boolean("smtp_starttls", True)
+    implicit_tls = reader.boolean("smtp_tls", False)
+    mail_from = reader.string("mail_from", "").strip()
+    base_url = reader.string("base_url", "").strip().rstrip("/")
+
+    if starttls and implicit_tls:
+        reader.problem("smtp_tls", "TELERAD_SMTP_TLS and TELERAD_SMTP_STARTTLS are both on; set TELERAD_SMTP_STARTTLS to false for a server that expects TLS from the start (port 465)")
+    if bool(user) != bool(password):
+        reader.problem("smtp_user", "set both TELERAD_SMTP_USER and TELERAD_SMTP_PASSWORD, or neither for a server that needs no login")
+    if password and not (starttls or implicit_tls):
+        reader.problem("smtp_password", "the SMTP password would be sent without encryption; turn on TELERAD_SMTP_STARTTLS or TELERAD_SMTP_TLS")
+
+    if host and not mail_from:
+        reader.problem("mail_from", "missing; set the sender of notification e-mails, like telerad@example.org")
+    elif mail_from and not EMAIL_ADDRESS_PATTERN.fullmatch(mail_from):
+        reader.problem("mail_from", f"{mail_from!r} is not an e-mail address; set the sender of notification e-mails, like telerad@example.org")
+    if base_url and not re.match(r"^https?://[^/]+", base_url):
+        reader.problem("base_url", f"{base_url!r} is not an http or https address; give the address users open telerad at, like https://telerad.example.org")
+    elif host and not base_url:
+        reader.problem("base_url", "missing; e-mails link to telerad, so give the address users open it at, like https://telerad.example.org")
+
+    return {
+        "smtp_host": host,
+        "smtp_port": reader.optional_integer("smtp_port", minimum=1, maximum=65535),
+        "smtp_user": user,
+        "smtp_password": password,
+        "smtp_starttls": starttls,
+        "smtp_tls": implicit_tls,
+        "mail_from": mail_from,
+        "base_url": base_url,
+        "critical_ack_minutes": reader.integer("critical_ack_minutes", 30, minimum=1, maximum=7 * 24 * 60),
+        "critical_escalation_contact": reader.string("critical_escalation_contact", "").strip(),
+        "critical_department_contact": reader.string("critical_department_contact", "").strip(),
+    }
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from `environ` (default: the process environment)."""
     environ = os.environ if environ is None else environ
@@ -409,6 +483,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         **_read_audit_settings(reader),
         **_read_reading_settings(reader),
         **_read_delivery_settings(reader),
+        **_read_mail_settings(reader),
     )
     if config.dicom_plain_listener and config.http_port == config.dicom_port:
         reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")

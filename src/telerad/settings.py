@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "telerad.dicomweb",
     "telerad.viewer",
     "telerad.reading",
+    "telerad.clinicians",
 ]
 
 MIDDLEWARE = [

@@ -105,6 +105,15 @@ EXPECTED: dict[str, dict[str, str]] = {
     "report-pdf:pdf": {"GET": VIEW},
     "fhir:diagnosticreport-search": {"GET": VIEW},
     "fhir:diagnosticreport": {"GET": VIEW},
+    "notifications:list": {"GET": OWN},
+    "notifications:badge": {"GET": OWN},
+    "notifications:read": {"POST": OWN},
+    "notifications:read-all": {"POST": OWN},
+    "notifications:preferences": {"GET": OWN, "POST": OWN},
+    "critical:list": {"GET": Permission.MANAGE_READING},
+    # Every role may ask; the view then lets only the result's recipient, the escalation contact and lead radiologists in.
+    "critical:detail": {"GET": OWN},
+    "critical:acknowledge": {"POST": OWN},
 }
 
 # Programs get 401 instead of the login page's redirect.

@@ -148,6 +148,13 @@ EVENT_CODES: dict[Action, EventCoding] = {
     # The queue is a search of the issues, like the worklist of the exams.
     Action.QUALITY_QUEUE_VIEWED: EventCoding(QUERY, "E"),
     Action.TURNAROUND_EXPORTED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    # A critical result is part of the record of the procedure whose report it flags.
+    Action.CRITICAL_RESULT_OPENED: EventCoding(PROCEDURE_RECORD, "C"),
+    Action.CRITICAL_RESULT_NOTIFIED: EventCoding(PROCEDURE_RECORD, "E"),
+    Action.CRITICAL_RESULT_ACKNOWLEDGED: EventCoding(PROCEDURE_RECORD, "U"),
+    Action.CRITICAL_RESULT_ESCALATED: EventCoding(PROCEDURE_RECORD, "U"),
+    # The e-mail names the exam by accession number and leaves telerad, like a report sent.
+    Action.NOTIFICATION_EMAILED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
 }
 
 # An event whose action this version does not know (written by a newer one)

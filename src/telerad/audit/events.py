@@ -89,6 +89,13 @@ class Action(enum.StrEnum):
     QUALITY_QUEUE_VIEWED = "quality-queue-viewed"
     # The per-exam turnaround rows downloaded as CSV.
     TURNAROUND_EXPORTED = "turnaround-exported"
+    # A report signed critical opened a critical result, its contact was notified, acknowledged it, or it escalated.
+    CRITICAL_RESULT_OPENED = "critical-result-opened"
+    CRITICAL_RESULT_NOTIFIED = "critical-result-notified"
+    CRITICAL_RESULT_ACKNOWLEDGED = "critical-result-acknowledged"
+    CRITICAL_RESULT_ESCALATED = "critical-result-escalated"
+    # A notification e-mail accepted by the SMTP server, or given up after its attempts.
+    NOTIFICATION_EMAILED = "notification-emailed"
 
 
 class Outcome(enum.IntEnum):

@@ -71,6 +71,11 @@ ACTION_LABELS = {
     Action.QUALITY_ISSUE_VIEWED: _("Image-quality issue viewed"),
     Action.QUALITY_QUEUE_VIEWED: _("Image-quality queue viewed"),
     Action.TURNAROUND_EXPORTED: _("Turnaround times exported"),
+    Action.CRITICAL_RESULT_OPENED: _("Critical result opened"),
+    Action.CRITICAL_RESULT_NOTIFIED: _("Critical result notified"),
+    Action.CRITICAL_RESULT_ACKNOWLEDGED: _("Critical result acknowledged"),
+    Action.CRITICAL_RESULT_ESCALATED: _("Critical result escalated"),
+    Action.NOTIFICATION_EMAILED: _("Notification e-mailed"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The servers' background thread for the worklist: make exams of new studies and clear lapsed claims.
+"""The servers' background thread for the worklist: make exams of new studies, clear lapsed claims and escalate critical results.
 
 It runs every ``exam_sync_seconds`` in ``telerad serve`` and ``telerad web``.
 Its state lives in the database, so a process that stops loses nothing and
@@ -14,6 +14,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from telerad.clinicians import critical, mail
 from telerad.reading import claims, exams
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class WorklistWorker:
         try:
             exams.sync_exams()
             claims.expire_lapsed_claims()
+            critical.check_escalations()
         except DatabaseError as exc:
             # A broken connection is opened again on the next run.
             connection.close()
@@ -81,6 +83,8 @@ def start() -> WorklistWorker:
         if _worker is None:
             _worker = WorklistWorker(settings.TELERAD.exam_sync_seconds)
             _worker.start()
+            # Notification e-mails go out from their own thread, so that a slow SMTP server cannot hold up this one.
+            mail.start()
         return _worker
 
 
@@ -89,4 +93,5 @@ def stop() -> None:
     with _lock:
         if _worker is not None:
             _worker.stop()
+            mail.stop()
             _worker = None

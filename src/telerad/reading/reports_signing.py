@@ -24,6 +24,7 @@ from django.utils.translation import ngettext
 from telerad.accounts import lockout, two_factor
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
+from telerad.clinicians.critical import open_critical_result
 from telerad.reading import delivery
 from telerad.reading.models import Exam, ExamStatus, SignedKind, SignedReport
 from telerad.reading.reports import (
@@ -232,6 +233,7 @@ def sign_report(
             if kind == SignedKind.FINAL:
                 # Queued in this transaction, so that a signature that rolls back sends nothing.
                 delivery.deliver_signed_report(signed)
+                open_critical_result(signed)
     except IntegrityError:
         final = SignedReport.objects.filter(exam_id=exam_id, kind=SignedKind.FINAL).select_related("signer").first()
         if final is None:
@@ -259,4 +261,5 @@ def sign_addendum(exam_id: int, user: AbstractBaseUser, text: str, *, critical: 
         exam.save(update_fields=["status", "updated_at"])
         _audit_signed(signed, exam, user, address, method)
         delivery.deliver_signed_report(signed)
+        open_critical_result(signed)
     return signed
