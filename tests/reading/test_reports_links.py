@@ -50,3 +50,29 @@ def test_pdf_link_downloads_pdf(exam, radiologist):
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
+
+
+def test_exam_page_offers_addendum_after_final(exam, radiologist):
+    sign_final_and_addendum(radiologist, exam)
+
+    page = client_for(radiologist).get(f"/worklist/{exam.pk}/").content.decode()
+
+    assert f'href="/reports/exams/{exam.pk}/"' in page
+    assert "Add an addendum" in page
+    assert f'href="/reports/exams/{exam.pk}/versions/"' in page
+
+
+def test_exam_page_hides_addendum_link(exam, radiologist, resident):
+    sign_final_and_addendum(radiologist, exam)
+
+    page = client_for(resident).get(f"/worklist/{exam.pk}/").content.decode()
+
+    assert f'href="/reports/exams/{exam.pk}/"' not in page
+    assert "Add an addendum" not in page
+
+
+def test_exam_page_before_final_has_no_addendum_link(exam, radiologist):
+    page = client_for(radiologist).get(f"/worklist/{exam.pk}/").content.decode()
+
+    assert "Add an addendum" not in page
+    assert f'href="/reports/exams/{exam.pk}/versions/"' not in page

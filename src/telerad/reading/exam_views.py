@@ -24,6 +24,7 @@ from telerad.audit import events as audit
 from telerad.core.security import embeds_same_origin_frames
 from telerad.reading import claims, quality
 from telerad.reading.models import Exam, ExamStudy, SignedReport, Subspecialty
+from telerad.reading.reports import SIGNED_STATUSES
 from telerad.reading.views import record_view
 
 # Prior exams shown on an exam page, newest first.
@@ -101,6 +102,8 @@ def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
         "claimable": exam.status in claims.OPEN_STATUSES and holder_id is None,
         "can_manage": can_manage,
         "can_edit_details": has_permission(request.user, Permission.EDIT_EXAM_DETAILS),
+        # The addendum form is on the report page, which the exam page does not embed once the claim ends.
+        "can_addend": exam.status in SIGNED_STATUSES and has_permission(request.user, Permission.SIGN_REPORTS),
         "reassign_form": ReassignForm() if can_manage and exam.status in claims.OPEN_STATUSES else None,
     }
     return render(request, "reading/exam.html", context)
