@@ -15,6 +15,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from telerad.archive.ingest import Outcome, Source, store_file
@@ -23,6 +24,7 @@ from telerad.archive.templatetags.dicom_format import dicom_date, dicom_time, pe
 from telerad.audit.events import Action
 from telerad.audit.models import AuditEvent
 from telerad.core.searches import SEARCHES_KEPT
+from telerad.reading.models import Exam, ExamStudy
 
 PASSWORD = "correct horse battery staple"
 LIST_URL = reverse("archive:study-list")
@@ -489,6 +491,27 @@ def test_session_keeps_recent_searches_only(user_client, db):
 
 
 # The study page
+
+
+def test_study_page_links_exam_details(make_user, store):
+    study = store(MR)
+    exam = Exam.objects.create(patient=study.patient, accession_number="ACC7", modalities="MR", study_received_at=timezone.now())
+    ExamStudy.objects.create(exam=exam, study=study)
+    technologist = Client()
+    technologist.force_login(make_user("technologist", "technologist"))
+
+    content = technologist.get(reverse("archive:study-detail", args=[study.pk])).content.decode()
+
+    assert f'href="{reverse("reading:exam-details", args=[exam.pk])}"' in content
+    assert technologist.get(reverse("reading:exam-details", args=[exam.pk])).status_code == 200
+
+
+def test_study_without_exam_has_no_details_link(user_client, store):
+    study = store(MR)
+
+    content = user_client.get(reverse("archive:study-detail", args=[study.pk])).content.decode()
+
+    assert re.search(r'href="/worklist/\d+/details"', content) is None
 
 
 def test_study_page_shows_series_and_instances(user_client, store):

@@ -12,6 +12,8 @@ from django.utils import timezone
 from telerad.archive.models import Study
 from telerad.reading import exams
 from telerad.reading.models import Exam, ExamStudy, ExamSyncState, Priority, Subspecialty, SubspecialtyRule
+from telerad.reading.delivery.dicom_objects import store_report_objects
+from tests.reading.delivery_support import sign
 from tests.reading.exam_factory import store_sample
 
 pytestmark = pytest.mark.django_db
@@ -143,6 +145,22 @@ def test_later_series_adds_modality(sample_file, storage):
     assert result.exams_updated == 1
     assert result.exams_created == 0
     assert Exam.objects.get().modalities == "CT\\MR"
+
+
+def test_report_objects_add_no_modality(sample_file, storage, make_user):
+    store_sample(sample_file("CT_small.dcm"), storage=storage, PatientID="PAT-9", AccessionNumber="A900")
+    exams.sync_exams(storage=storage)
+    exam = Exam.objects.get()
+    final = sign(exam, make_user("attending", "radiologist"))
+    addendum = sign(exam, final.signer, kind="addendum", sections={"addendum": "Addendum."})
+    store_report_objects(final, storage=storage)
+    store_report_objects(addendum, storage=storage)
+
+    result = exams.sync_exams(storage=storage, full=True)
+
+    assert Study.objects.get().modalities_in_study == "CT\\DOC\\SR"
+    assert result.exams_updated == 0
+    assert Exam.objects.get().modalities == "CT"
 
 
 def test_calling_ae_when_no_institution(sample_file, storage):

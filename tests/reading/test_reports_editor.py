@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 
@@ -167,6 +168,20 @@ def test_change_template_keeps_written_text(exam, radiologist):
     assert report.sections["findings"] == "Written findings, changed."
     assert "findings" in report.section_order
     assert "Conclusion" in response.content.decode()
+
+
+def test_autosave_updates_template_form_revision(exam, radiologist):
+    client = htmx_client_for(radiologist)
+    editor = client.get(editor_url(exam)).content.decode()
+    template_form = re.search(r'<form[^>]*class="report-template-choice".*?</form>', editor, re.S)
+    assert template_form is not None
+    revision_input = re.search(r'<input type="hidden" name="revision" id="([^"]+)" value="0">', template_form.group(0))
+    assert revision_input is not None
+
+    saved = client.post(editor_url(exam), {"revision": "0", "section-findings": "Lesion."}).content.decode()
+
+    swap = rf'<input type="hidden" name="revision" id="{revision_input.group(1)}" value="1" hx-swap-oob="true">'
+    assert swap in saved
 
 
 def test_change_template_rejects_unknown_template(exam, radiologist):

@@ -52,6 +52,22 @@ def test_sign_final_with_password(exam, radiologist):
     assert exam.claimed_by is None
 
 
+@pytest.mark.parametrize("signer", ["radiologist", "resident"])
+def test_signing_audits_claim_release(signer, request):
+    user = request.getfixturevalue(signer)
+    exam = create_exam(claimed_by=user)
+
+    sign(htmx_client_for(user), exam)
+
+    event = AuditEvent.objects.get(action="claim-released")
+    assert event.user == user.get_username()
+    assert event.patient_id == exam.patient.patient_id
+    assert f"exam={exam.pk};" in event.detail
+    assert f"holder={user.get_username()}" in event.detail
+    assert "signed" in event.detail
+    assert FINDINGS not in event.detail
+
+
 def test_sign_final_is_audited_without_text(exam, radiologist):
     sign(htmx_client_for(radiologist), exam, critical="on")
 

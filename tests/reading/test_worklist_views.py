@@ -180,6 +180,19 @@ def test_worklist_queries_do_not_grow_with_rows(client, reader, django_assert_ma
         client.get(WORKLIST)
 
 
+def test_read_button_is_first_column(client):
+    make_exam(accession="FIRST-COL", description="A long description that widens the table")
+
+    page = client.get(WORKLIST).content.decode()
+
+    row = page[page.index('<tr class="priority-'):]
+    row = row[:row.index("</tr>")]
+    assert ">Read</button>" in row
+    assert row.index(">Read</button>") < row.index("priority-badge")
+    header = page[page.index("<thead>"):page.index("</thead>")]
+    assert header.index("Actions") < header.index("Priority")
+
+
 def test_being_read_by_other(client, make_user):
     other = make_user("ben", "radiologist")
     exam = make_exam(accession="HELD")

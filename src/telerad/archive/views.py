@@ -223,4 +223,7 @@ def study_detail(request: HttpRequest, study_pk: int) -> HttpResponse:
         patient_id=study.patient.patient_id,
         study_instance_uid=study.study_instance_uid,
     )
-    return render(request, "archive/study_detail.html", {"study": study, "patient": study.patient, "series_list": series})
+    # Technologists complete an exam's details from its study page. A study that no exam includes has no link.
+    exam_link = getattr(study, "exam_link", None)
+    context = {"study": study, "patient": study.patient, "series_list": series, "exam_id": exam_link.exam_id if exam_link else None}
+    return render(request, "archive/study_detail.html", context)

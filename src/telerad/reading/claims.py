@@ -183,6 +183,12 @@ def release(exam_id: int, user: AbstractBaseUser, *, address: str = "") -> Exam:
     return _load(exam_id)
 
 
+def record_release_by_signing(exam: Exam, user: AbstractBaseUser, *, address: str) -> None:
+    """Audit the end of `user`'s claim when they sign the exam's report; the caller clears the claim in the same transaction."""
+    _record(audit.Action.CLAIM_RELEASED, exam, user=user.get_username(), address=address, detail=f"holder={user.get_username()}; signed")
+    logger.info("claim released by signing exam_pk=%s accession=%s holder=%s", exam.pk, exam.accession_number, user.get_username())
+
+
 def reassign(exam_id: int, reader: AbstractBaseUser, by: AbstractBaseUser, *, address: str = "") -> Exam:
     """Give the claim on an open exam to `reader`, taking it from its holder if there is one; for users with MANAGE_READING.
 

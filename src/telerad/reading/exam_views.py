@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import F, Max, Prefetch, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -24,6 +24,7 @@ from telerad.audit import events as audit
 from telerad.core.security import embeds_same_origin_frames
 from telerad.reading import claims, quality
 from telerad.reading.models import Exam, ExamStudy, SignedReport, Subspecialty
+from telerad.reading.reports import SIGNED_STATUSES
 from telerad.reading.views import record_view
 
 # Prior exams shown on an exam page, newest first.
@@ -63,9 +64,15 @@ def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
     claims.record_activity(exam_pk, request.user)
     exam = get_object_or_404(Exam.objects.select_related("patient", "subspecialty", "claimed_by", "referring_clinician"), pk=exam_pk)
     signed = Prefetch("signed_reports", queryset=SignedReport.objects.select_related("signer").order_by("signed_at", "id"))
+    # A prior is dated by its newest study's Study Date, because imported
+    # images can arrive years after the scan. Priors without one come last,
+    # by arrival.
+    dated_study = ~Q(exam_studies__study__study_date="")
     priors = list(
         Exam.objects.filter(patient=exam.patient).exclude(pk=exam.pk).select_related("subspecialty")
-        .prefetch_related(signed).order_by("-study_received_at", "-id")[:MAX_PRIORS]
+        .annotate(study_date=Max("exam_studies__study__study_date", filter=dated_study))
+        .prefetch_related(signed)
+        .order_by(F("study_date").desc(nulls_last=True), "-study_received_at", "-id")[:MAX_PRIORS]
     )
     studies = _studies_of([exam, *priors])
     own_reports = list(SignedReport.objects.filter(exam=exam).select_related("signer").order_by("signed_at", "id"))
@@ -101,6 +108,8 @@ def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
         "claimable": exam.status in claims.OPEN_STATUSES and holder_id is None,
         "can_manage": can_manage,
         "can_edit_details": has_permission(request.user, Permission.EDIT_EXAM_DETAILS),
+        # The addendum form is on the report page, which the exam page does not embed once the claim ends.
+        "can_addend": exam.status in SIGNED_STATUSES and has_permission(request.user, Permission.SIGN_REPORTS),
         "reassign_form": ReassignForm() if can_manage and exam.status in claims.OPEN_STATUSES else None,
     }
     return render(request, "reading/exam.html", context)

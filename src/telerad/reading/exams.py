@@ -28,7 +28,8 @@ from pydicom.errors import InvalidDicomError
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.archive.storage import FileStorage
-from telerad.reading.models import Exam, ExamStudy, ExamSyncState, Priority, SubspecialtyRule
+from telerad.reading.delivery.dicom_objects import report_uid
+from telerad.reading.models import Exam, ExamStudy, ExamSyncState, Priority, SignedReport, SubspecialtyRule
 
 logger = logging.getLogger(__name__)
 
@@ -251,14 +252,40 @@ def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule]
         return
 
 
+def _report_series_uids(exam_ids: list[int]) -> set[str]:
+    """Return the Series Instance UIDs that report delivery gives the PDF and SR objects of these exams' signed reports."""
+    uids = set()
+    for signed in SignedReport.objects.filter(exam_id__in=exam_ids).only("id", "content_hash"):
+        uids.add(report_uid(signed, "pdf-series"))
+        uids.add(report_uid(signed, "sr-series"))
+    return uids
+
+
+def _series_modalities(exam_ids: list[int]) -> dict[int, list[str]]:
+    """Return the modalities of each exam's series, leaving out the report objects that telerad stored itself.
+
+    Study.modalities_in_study cannot be used here, because it includes the
+    DOC and SR series that report delivery adds to the exam's study.
+    """
+    report_series = _report_series_uids(exam_ids)
+    series = (
+        Series.objects.filter(study__exam_link__exam_id__in=exam_ids).exclude(modality="")
+        .values_list("study__exam_link__exam_id", "modality", "series_instance_uid")
+    )
+    by_exam: dict[int, list[str]] = {}
+    for exam_id, modality, series_instance_uid in series:
+        if series_instance_uid not in report_series:
+            by_exam.setdefault(exam_id, []).append(modality)
+    return by_exam
+
+
 def _refresh_modalities(exam_ids: Iterable[int], rules: list[SubspecialtyRule], result: SyncResult) -> None:
     ids = list(exam_ids)
     for start in range(0, len(ids), BATCH_SIZE):
         chunk = ids[start:start + BATCH_SIZE]
-        by_exam: dict[int, list[str]] = {}
-        for exam_id, modalities in ExamStudy.objects.filter(exam_id__in=chunk).values_list("exam_id", "study__modalities_in_study"):
-            by_exam.setdefault(exam_id, []).append(modalities)
+        by_exam = _series_modalities(chunk)
         for exam in Exam.objects.filter(pk__in=chunk).only("id", "modalities", "subspecialty_id", "body_part", "description", "requested_procedure"):
+            # NOTE: modalities are only ever added, so an exam that an earlier sync gave DOC or SR keeps them.
             modalities = joined_modalities([exam.modalities, *by_exam.get(exam.pk, [])])
             if modalities == exam.modalities:
                 continue

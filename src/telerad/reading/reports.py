@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 DRAFT_AUDIT_INTERVAL = datetime.timedelta(minutes=10)
 MAX_SECTION_CHARACTERS = 50_000
 SIGNED_STATUSES = (ExamStatus.FINAL, ExamStatus.ADDENDED)
+# The template section that a new draft fills with the exam's reason for study and clinical history.
+CLINICAL_INFORMATION_KEY = "clinical_information"
 
 
 class ReportError(Exception):
@@ -120,7 +122,15 @@ def current_draft(exam: Exam) -> Draft:
         return Draft(report.template, list(report.section_order), sections, report.revision, report)
     template = best_template(exam)
     order, sections = template_sections(template)
+    if CLINICAL_INFORMATION_KEY in sections:
+        sections[CLINICAL_INFORMATION_KEY] = _clinical_information(exam, sections[CLINICAL_INFORMATION_KEY])
     return Draft(template, order, sections, 0, None)
+
+
+def _clinical_information(exam: Exam, template_text: str) -> str:
+    """Join the exam's reason for study and clinical history, one a line, before the template's starting text."""
+    parts = [exam.reason_for_study.strip(), exam.clinical_history.strip(), template_text]
+    return "\n".join(part for part in parts if part)
 
 
 def posted_sections(order: list[str], data: dict[str, str]) -> dict[str, str]:

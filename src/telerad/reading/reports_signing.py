@@ -25,7 +25,7 @@ from telerad.accounts import lockout, two_factor
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
 from telerad.clinicians.critical import open_critical_result
-from telerad.reading import delivery
+from telerad.reading import claims, delivery
 from telerad.reading.models import Exam, ExamStatus, SignedKind, SignedReport
 from telerad.reading.reports import (
     Draft, ReportError, ReportSignedError, audit_fields, current_draft, exam_label, save_locked, template_sections,
@@ -230,6 +230,7 @@ def sign_report(
             _end_claim(exam)
             exam.save(update_fields=["status", "signed_at", "preliminary_at", "claimed_by", "claimed_at", "claim_active_at", "updated_at"])
             _audit_signed(signed, exam, user, address, method)
+            claims.record_release_by_signing(exam, user, address=address)
             if kind == SignedKind.FINAL:
                 # Queued in this transaction, so that a signature that rolls back sends nothing.
                 delivery.deliver_signed_report(signed)
