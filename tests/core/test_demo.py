@@ -36,3 +36,31 @@ def test_write_patient_history_imports_one_patient(tmp_path, storage):
 
     assert outcomes == [Outcome.STORED] * len(PATIENT_HISTORY)
     assert Patient.objects.get().studies.count() == len(PATIENT_HISTORY)
+
+
+@pytest.mark.django_db
+def test_demo_current_exam_is_urgent_with_history(tmp_path, storage):
+    from telerad.reading.exams import sync_exams
+    from telerad.reading.models import Exam, Priority
+
+    for path in write_patient_history(tmp_path):
+        store_file(path.read_bytes(), source=Source("import", user="demo"), storage=storage)
+
+    sync_exams(storage=storage)
+
+    current = Exam.objects.get(accession_number=PATIENT_HISTORY[0][1])
+    prior = Exam.objects.get(accession_number=PATIENT_HISTORY[1][1])
+    assert current.priority == Priority.URGENT
+    assert current.clinical_history.startswith("Hypertension.")
+    assert "haemorrhage" in current.reason_for_study
+    assert prior.priority == Priority.ROUTINE
+    assert prior.clinical_history == ""
+
+
+def test_demo_accounts_cover_the_reading_roles():
+    from telerad.accounts.roles import Role
+    from telerad.core.demo import DEMO_ACCOUNTS
+
+    roles = {role for _user, _password, names in DEMO_ACCOUNTS for role in names}
+
+    assert {Role.RADIOLOGIST, Role.RESIDENT, Role.LEAD_RADIOLOGIST, Role.TECHNOLOGIST, Role.AUDITOR, Role.ADMINISTRATOR} <= {Role(name) for name in roles}

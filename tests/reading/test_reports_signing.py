@@ -382,3 +382,19 @@ def test_preliminary_report_queues_no_delivery(resident):
 
     assert SignedReport.objects.get(exam=exam).kind == "preliminary"
     assert not DeliveryJob.objects.exists()
+
+
+def test_signing_from_exam_page_reloads_it(exam, radiologist):
+    data = {"revision": "0", "section-findings": FINDINGS, "section-impression": IMPRESSION, "password": PASSWORD}
+
+    browser = client_for(radiologist)
+
+    response = browser.post(
+        f"/reports/exams/{exam.pk}/sign/", data, headers={"HX-Request": "true", "HX-Current-URL": f"https://127.0.0.1/worklist/{exam.pk}/"},
+    )
+
+    assert response.status_code == 204
+    assert response["HX-Refresh"] == "true"
+    assert SignedReport.objects.get(exam=exam).kind == "final"
+    page = browser.get(f"/worklist/{exam.pk}/")
+    assert "The final report is signed." in page.content.decode()

@@ -14,6 +14,9 @@ DEMO_ACCOUNTS = (
     ("radiologist", "telerad-demo-radiologist", ("radiologist",)),
     ("technologist", "telerad-demo-technologist", ("technologist",)),
     ("auditor", "telerad-demo-auditor", ("auditor",)),
+    ("resident", "telerad-demo-resident", ("resident",)),
+    ("lead", "telerad-demo-lead", ("lead-radiologist",)),
+    ("clinician", "telerad-demo-clinician", ("clinician",)),
 )
 
 
@@ -111,6 +114,14 @@ PATIENT_HISTORY = (
     ("20251118", "DEMO-CT-2025", "CT head, prior"),
     ("20231115", "DEMO-CT-2023", "CT head, earlier prior"),
 )
+# The order details of the current study, so that it tops the worklist as
+# urgent and its exam shows a clinical question; the priors have none.
+CURRENT_ORDER = {
+    "StudyPriorityID": "HIGH",
+    "RequestedProcedureDescription": "CT head without contrast",
+    "ReasonForStudy": "Sudden severe headache; exclude haemorrhage.",
+    "AdditionalPatientHistory": "Hypertension. Prior CT head 2025 and 2023.",
+}
 
 
 def write_patient_history(target: Path) -> list[Path]:
@@ -142,6 +153,9 @@ def write_patient_history(target: Path) -> list[Path]:
         dataset.AccessionNumber = accession
         dataset.StudyDescription = description
         dataset.StudyID = accession[-4:]
+        if accession == PATIENT_HISTORY[0][1]:
+            for keyword, value in CURRENT_ORDER.items():
+                setattr(dataset, keyword, value)
         path = target / f"{accession}.dcm"
         dataset.save_as(path, enforce_file_format=True)
         paths.append(path)

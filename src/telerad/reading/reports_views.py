@@ -8,7 +8,9 @@ forms still work as plain posts that lead back to the editor page.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -169,7 +171,19 @@ def sign_view(request: HttpRequest, exam_id: int) -> HttpResponse:
         message = _("The final report is signed.")
     else:
         message = _("The preliminary report is signed. An attending radiologist will sign the final report.")
+    if _embedded_in_exam_page(request):
+        # Signing ended the claim and changed the exam's status, which the
+        # page around the editor shows, so the whole page reloads.
+        messages.success(request, message)
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
     return render_editor(request, editor_context(request, exam, message=message))
+
+
+def _embedded_in_exam_page(request: HttpRequest) -> bool:
+    """Return whether the htmx request comes from the exam page that embeds the editor."""
+    return urlsplit(request.headers.get("HX-Current-URL", "")).path.startswith("/worklist/")
 
 
 @requires(Permission.SIGN_REPORTS)
