@@ -30,7 +30,7 @@ def forbidden(request: HttpRequest, view: Callable[..., Any], message: str) -> H
 class PermissionMiddleware:
     """Let a signed-in user reach a view only when one of their roles grants its declared permission.
 
-    Anonymous requests pass through: LoginRequiredMiddleware sends them to the
+    Anonymous requests pass through. LoginRequiredMiddleware sends them to the
     login page, and views marked ``login_not_required`` (the login page, the
     APIs that answer 401 themselves) handle them. The Django admin checks its
     own permissions through :class:`telerad.accounts.backends.RoleBackend`.

@@ -19,7 +19,7 @@ import threading
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -27,7 +27,8 @@ from django.utils.translation import gettext_noop
 
 from telerad.audit import events as audit
 from telerad.clinicians.models import EmailJob, EmailState, Notification, NotificationKind
-from telerad.reading.delivery.outbox import new_owner, retry_delay
+from telerad.core.workers import OutboxWorker
+from telerad.reading.delivery.outbox import retry_delay
 from telerad.reading.models import Exam
 from telerad.reading.reports import audit_fields
 
@@ -222,48 +223,17 @@ def _audit(job: EmailJob, outcome: audit.Outcome, detail: str) -> None:
     )
 
 
-class MailWorker:
+class MailWorker(OutboxWorker):
     """A background thread that sends due e-mails until stopped."""
 
+    description = "e-mail worker"
+    thread_name = "telerad-mail"
+
     def __init__(self, *, poll_seconds: float = POLL_SECONDS, owner: str | None = None):
-        self.poll_seconds = poll_seconds
-        self.owner = owner or new_owner()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="telerad-mail", daemon=True)
+        super().__init__(poll_seconds=poll_seconds, owner=owner)
 
-    def start(self) -> None:
-        logger.info("e-mail worker %s started", self.owner)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                delay = self.run_once()
-                self._wake.wait(delay)
-                self._wake.clear()
-        finally:
-            connection.close()
-            logger.info("e-mail worker %s stopped", self.owner)
-
-    def run_once(self) -> float:
-        """Send the due e-mails; return the seconds to wait before the next pass."""
-        try:
-            attempted = send_due_email(self.owner)
-        except DatabaseError as exc:
-            # A broken connection is opened again on the next pass.
-            connection.close()
-            logger.warning("e-mail worker %s cannot read the outbox, retrying in %gs: %s", self.owner, self.poll_seconds, exc)
-            return self.poll_seconds
-        return 0.0 if attempted else self.poll_seconds
+    def process_due(self, owner: str) -> int:
+        return send_due_email(owner)
 
 
 _worker: MailWorker | None = None

@@ -114,8 +114,8 @@ PATIENT_HISTORY = (
     ("20251118", "DEMO-CT-2025", "CT head, prior"),
     ("20231115", "DEMO-CT-2023", "CT head, earlier prior"),
 )
-# The order details of the current study, so that it tops the worklist as
-# urgent and its exam shows a clinical question; the priors have none.
+# The order details of the current study. They make its exam urgent, so it
+# tops the worklist, and give it a clinical question. The priors have none.
 CURRENT_ORDER = {
     "StudyPriorityID": "HIGH",
     "RequestedProcedureDescription": "CT head without contrast",

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import socket
 import threading
-import uuid
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from telerad.core.workers import OutboxWorker
 from telerad.audit import events as audit
 from telerad.reading.delivery import hl7, transport
 from telerad.reading.delivery.dicom_objects import ReportNotStorable, store_report_objects
@@ -69,11 +67,6 @@ def retry_delay(attempts: int) -> float:
 def lease_seconds() -> float:
     # Longer than any one attempt: the MLLP and HTTP timeouts bound the sending.
     return 4 * settings.TELERAD.delivery_timeout_seconds + 60
-
-
-def new_owner() -> str:
-    """Return a name for one worker, unique across processes and machines."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _free_lease(now: datetime.datetime) -> Q:
@@ -221,51 +214,17 @@ def retry_now(job: DeliveryJob) -> bool:
     return updated == 1
 
 
-class DeliveryWorker:
+class DeliveryWorker(OutboxWorker):
     """A background thread that attempts due delivery jobs until stopped."""
 
+    description = "report delivery worker"
+    thread_name = "telerad-report-delivery"
+
     def __init__(self, *, poll_seconds: float = POLL_SECONDS, owner: str | None = None):
-        self.poll_seconds = poll_seconds
-        self.owner = owner or new_owner()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="telerad-report-delivery", daemon=True)
+        super().__init__(poll_seconds=poll_seconds, owner=owner)
 
-    def start(self) -> None:
-        logger.info("report delivery worker %s started", self.owner)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                delay = self.run_once()
-                self._wake.wait(delay)
-                self._wake.clear()
-        finally:
-            connection.close()
-            logger.info("report delivery worker %s stopped", self.owner)
-
-    def run_once(self) -> float:
-        """Attempt the due jobs; return the seconds to wait before the next pass."""
-        try:
-            attempted = process_due_jobs(self.owner)
-        except DatabaseError as exc:
-            # A broken connection is opened again on the next pass.
-            connection.close()
-            logger.warning("report delivery worker %s cannot read the outbox, retrying in %gs: %s", self.owner, self.poll_seconds, exc)
-            return self.poll_seconds
-        return 0.0 if attempted else self.poll_seconds
+    def process_due(self, owner: str) -> int:
+        return process_due_jobs(owner)
 
 
 _worker: DeliveryWorker | None = None

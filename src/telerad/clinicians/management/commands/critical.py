@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.clinicians import critical, mail
-from telerad.core import runtime
+from telerad.core import runtime, workers
 
 
 class Command(BaseCommand):
@@ -27,6 +27,6 @@ class Command(BaseCommand):
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
         escalated = critical.check_escalations()
-        sent = mail.send_due_email(mail.new_owner())
+        sent = mail.send_due_email(workers.new_owner())
         waiting = critical.open_results().count()
         self.stdout.write(f"{escalated} critical results escalated, {waiting} not acknowledged yet, {sent} e-mails attempted")

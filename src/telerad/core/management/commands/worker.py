@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from telerad.core import runtime
+from telerad.core import runtime, workers
 from telerad.reading.delivery import outbox
 
 
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
         if options["once"]:
-            attempted = outbox.process_due_jobs(outbox.new_owner())
+            attempted = outbox.process_due_jobs(workers.new_owner())
             self.stdout.write(f"{attempted} report deliveries attempted")
             return
 
