@@ -10,8 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import CharField, F, Max, Prefetch, Q
-from django.db.models.functions import Concat
+from django.db.models import F, Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -25,6 +24,7 @@ from telerad.audit import events as audit
 from telerad.core.security import embeds_same_origin_frames
 from telerad.reading import claims, quality
 from telerad.reading.models import Exam, ExamStudy, SignedReport, Subspecialty
+from telerad.reading.priors import with_study_dates
 from telerad.reading.reports import SIGNED_STATUSES
 from telerad.reading.views import record_view
 from telerad.reading.worklist import exam_reference
@@ -66,18 +66,9 @@ def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
     claims.record_activity(exam_pk, request.user)
     exam = get_object_or_404(Exam.objects.select_related("patient", "subspecialty", "claimed_by", "referring_clinician"), pk=exam_pk)
     signed = Prefetch("signed_reports", queryset=SignedReport.objects.select_related("signer").order_by("signed_at", "id"))
-    # A prior is dated by its newest study's Study Date and Time, because
-    # imported images can arrive years after the scan. Priors without a Study
-    # Date have no date to show and come last, by arrival.
-    dated_study = ~Q(exam_studies__study__study_date="")
-    # A DA value has 8 digits and a TM value starts with the hour, so a date followed by its time sorts in time order.
-    study_datetime = Concat("exam_studies__study__study_date", "exam_studies__study__study_time", output_field=CharField())
+    # Priors without a Study Date have no date to show and come last, by arrival.
     priors = list(
-        Exam.objects.filter(patient=exam.patient).exclude(pk=exam.pk).select_related("subspecialty")
-        .annotate(
-            study_date=Max("exam_studies__study__study_date", filter=dated_study),
-            study_datetime=Max(study_datetime, filter=dated_study),
-        )
+        with_study_dates(Exam.objects.filter(patient=exam.patient).exclude(pk=exam.pk).select_related("subspecialty"))
         .prefetch_related(signed)
         .order_by(F("study_datetime").desc(nulls_last=True), "-study_received_at", "-id")[:MAX_PRIORS]
     )
