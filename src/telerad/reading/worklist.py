@@ -168,15 +168,13 @@ def format_waiting(waiting: datetime.timedelta) -> str:
 
 
 def exam_reference(exam: Exam) -> str:
-    """Name the exam for pages and messages: by its accession number, else by its arrival time and description.
+    """Name the exam for pages and messages: by its accession number, else by the arrival time of its images.
 
     The exam's primary key is left out because readers would take it for an accession number.
     """
     if exam.accession_number:
         return _("accession number %(accession)s") % {"accession": exam.accession_number}
     received = formats.date_format(timezone.localtime(exam.study_received_at), "Y-m-d H:i")
-    if exam.description:
-        return _("no accession number, %(description)s received %(received)s") % {"description": exam.description, "received": received}
     return _("no accession number, received %(received)s") % {"received": received}
 
 
