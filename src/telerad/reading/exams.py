@@ -35,7 +35,7 @@ from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.archive.storage import FileStorage
 from telerad.reading.delivery.dicom_objects import report_uid
-from telerad.reading.models import Exam, ExamStatus, ExamStudy, ExamSyncState, Priority, SignedReport, SubspecialtyRule
+from telerad.reading.models import Exam, ExamStatus, ExamStudy, ExamSyncState, Priority, Report, SignedReport, SubspecialtyRule
 
 logger = logging.getLogger(__name__)
 
@@ -393,15 +393,19 @@ def _exam_has_images(exam: Exam, storage: FileStorage) -> bool:
     return any(study_has_images(study, storage) for study in exam.studies.all())
 
 
+def _has_reader_work(exam: Exam) -> bool:
+    """Return whether a reader has written a draft, signed a report or raised an image-quality issue on `exam`."""
+    return Report.objects.filter(exam=exam).exists() or exam.signed_reports.exists() or exam.quality_issues.exists()
+
+
 def _remove_exam(exam_id: int, result: SyncResult) -> None:
     """Delete the exam and its study links, unless a reader started on it since it was selected."""
     with transaction.atomic():
-        exam = (
-            Exam.objects.select_for_update()
-            .filter(pk=exam_id, status__in=UNREPORTED_STATUSES, report__isnull=True, signed_reports__isnull=True, quality_issues__isnull=True)
-            .first()
-        )
-        if exam is None:
+        # The row lock makes a draft save wait. On PostgreSQL a new report or issue row
+        # waits too, because its foreign key check locks the exam, and SQLite runs one
+        # write transaction at a time. So the checks after the lock see all work on the exam.
+        exam = Exam.objects.select_for_update().filter(pk=exam_id, status__in=UNREPORTED_STATUSES).first()
+        if exam is None or _has_reader_work(exam):
             return
         study_uids = list(exam.studies.values_list("study_instance_uid", flat=True))
         try:
