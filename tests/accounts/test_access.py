@@ -74,6 +74,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reports:template-create": {"GET": TEMPLATES, "POST": TEMPLATES},
     "reports:template-import": {"GET": TEMPLATES, "POST": TEMPLATES},
     "reports:template-export-all": {"GET": TEMPLATES},
+    "reports:template-phrases": {"GET": TEMPLATES, "POST": TEMPLATES},
     "reports:template-edit": {"GET": TEMPLATES, "POST": TEMPLATES},
     "reports:template-active": {"POST": TEMPLATES},
     "reports:template-export": {"GET": TEMPLATES},

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Max, Prefetch, Q
+from django.db.models import F, Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -24,8 +24,10 @@ from telerad.audit import events as audit
 from telerad.core.security import embeds_same_origin_frames
 from telerad.reading import claims, quality
 from telerad.reading.models import Exam, ExamStudy, SignedReport, Subspecialty
+from telerad.reading.priors import with_study_dates
 from telerad.reading.reports import SIGNED_STATUSES
 from telerad.reading.views import record_view
+from telerad.reading.worklist import exam_reference
 
 # Prior exams shown on an exam page, newest first.
 MAX_PRIORS = 20
@@ -64,15 +66,11 @@ def exam_page(request: HttpRequest, exam_pk: int) -> HttpResponse:
     claims.record_activity(exam_pk, request.user)
     exam = get_object_or_404(Exam.objects.select_related("patient", "subspecialty", "claimed_by", "referring_clinician"), pk=exam_pk)
     signed = Prefetch("signed_reports", queryset=SignedReport.objects.select_related("signer").order_by("signed_at", "id"))
-    # A prior is dated by its newest study's Study Date, because imported
-    # images can arrive years after the scan. Priors without one come last,
-    # by arrival.
-    dated_study = ~Q(exam_studies__study__study_date="")
+    # Priors without a Study Date have no date to show and come last, by arrival.
     priors = list(
-        Exam.objects.filter(patient=exam.patient).exclude(pk=exam.pk).select_related("subspecialty")
-        .annotate(study_date=Max("exam_studies__study__study_date", filter=dated_study))
+        with_study_dates(Exam.objects.filter(patient=exam.patient).exclude(pk=exam.pk).select_related("subspecialty"))
         .prefetch_related(signed)
-        .order_by(F("study_date").desc(nulls_last=True), "-study_received_at", "-id")[:MAX_PRIORS]
+        .order_by(F("study_datetime").desc(nulls_last=True), "-study_received_at", "-id")[:MAX_PRIORS]
     )
     studies = _studies_of([exam, *priors])
     own_reports = list(SignedReport.objects.filter(exam=exam).select_related("signer").order_by("signed_at", "id"))
@@ -141,7 +139,7 @@ def release_claim(request: HttpRequest, exam_pk: int) -> HttpResponse:
         exam = claims.release(exam_pk, request.user, address=_address(request))
     except claims.ClaimRefused as exc:
         return _claim_refused(request, exc, exam_pk)
-    messages.success(request, _("Exam %(exam)s is back on the worklist for anyone to claim.") % {"exam": exam})
+    messages.success(request, _("The exam (%(exam)s) is back on the worklist for anyone to claim.") % {"exam": exam_reference(exam)})
     return HttpResponseRedirect(reverse("reading:worklist"), status=303)
 
 
@@ -157,7 +155,7 @@ def reassign_claim(request: HttpRequest, exam_pk: int) -> HttpResponse:
         exam = claims.reassign(exam_pk, form.cleaned_data["reader"], request.user, address=_address(request))
     except claims.ClaimRefused as exc:
         return _claim_refused(request, exc, exam_pk)
-    messages.success(request, _("Exam %(exam)s is now claimed by %(name)s.") % {"exam": exam, "name": form.cleaned_data["reader"].get_username()})
+    messages.success(request, _("The exam (%(exam)s) is now claimed by %(name)s.") % {"exam": exam_reference(exam), "name": form.cleaned_data["reader"].get_username()})
     return HttpResponseRedirect(reverse("reading:exam", args=[exam_pk]), status=303)
 
 

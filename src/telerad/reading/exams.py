@@ -1,8 +1,11 @@
-"""Make an exam of every study in the archive, from the index and the DICOM header.
+"""Make an exam of every study with images in the archive, from the index and the DICOM header.
 
 :func:`sync_exams` finds studies without an exam and links each to one: the
 exam of the same patient and accession number when there is one, else a new
-exam. It reads the header of one stored instance (without pixel data) for the
+exam. Only a study with images gets a new exam (see :func:`study_has_images`):
+a study of reports, presentation states, waveforms or radiotherapy plans
+alone joins the exam of its accession number when there is one, and waits
+for images otherwise. It reads the header of one stored instance (without pixel data) for the
 order information that the index does not keep: requested procedure, reason,
 history, priority, institution. It runs in a background thread of the
 servers (see :mod:`telerad.reading.background`) and from ``telerad exams
@@ -16,20 +19,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import logging
+import operator
 from typing import Iterable
 
 import pydicom
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
 from django.utils import timezone
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.archive.storage import FileStorage
 from telerad.reading.delivery.dicom_objects import report_uid
-from telerad.reading.models import Exam, ExamStudy, ExamSyncState, Priority, SignedReport, SubspecialtyRule
+from telerad.reading.models import Exam, ExamStatus, ExamStudy, ExamSyncState, Priority, Report, SignedReport, SubspecialtyRule
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +93,10 @@ class SyncResult:
     exams_created: int = 0
     studies_linked: int = 0
     exams_updated: int = 0
+    exams_removed: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.exams_created or self.studies_linked or self.exams_updated)
+        return bool(self.exams_created or self.studies_linked or self.exams_updated or self.exams_removed)
 
 
 def priority_from_term(term: str) -> Priority | None:
@@ -129,6 +136,66 @@ def order_information(dataset: pydicom.Dataset) -> OrderInformation:
         institution=first("InstitutionName"),
         referring_physician=first("ReferringPhysicianName"),
     )
+
+
+# Storage SOP classes that pydicom's UID dictionary names "... Image Storage"
+# are images. Of the other storage classes, only this one is an image. RT Dose,
+# Segmentation and Parametric Map have pixel data too, but they are derived
+# from images rather than read as images.
+IMAGE_SOP_CLASSES_NOT_NAMED_IMAGE = frozenset({"1.2.840.10008.5.1.4.1.1.6.2"})  # Enhanced US Volume Storage
+# Modality (0008,0060) terms of series without images (PS3.3 C.7.3.1.1.1):
+# documents, structured reports, key objects, presentation states,
+# registrations, segmentations, waveforms and radiotherapy objects. They decide
+# only for SOP classes that pydicom does not know (private or newer ones).
+NON_IMAGE_SERIES_MODALITIES = frozenset({
+    "ASMT", "AU", "DOC", "ECG", "EEG", "EMG", "EOG", "EPS", "FID", "HD", "KO", "M3D", "PLAN", "POS", "PR", "REG",
+    "RESP", "RTDOSE", "RTPLAN", "RTRECORD", "RTSTRUCT", "RWV", "SEG", "SMR", "SR",
+})
+PIXEL_DATA_KEYWORDS = ["PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+# NOTE: a study whose first instances of image classes all lack pixel data
+# counts as a study without images, even when a later instance has some.
+MAX_PIXEL_DATA_CHECKS = 5
+
+
+def is_image_sop_class(sop_class_uid: str, modality: str) -> bool:
+    """Return whether instances of this SOP class, in a series of this Modality, are images to report.
+
+    A SOP class in pydicom's UID dictionary decides by its name (see
+    IMAGE_SOP_CLASSES_NOT_NAMED_IMAGE). An unknown class, such as a vendor's
+    private one, is an image unless its series' modality is a non-image one.
+    """
+    uid = UID(sop_class_uid)
+    if uid.type == "SOP Class":
+        return "Image Storage" in uid.name or sop_class_uid in IMAGE_SOP_CLASSES_NOT_NAMED_IMAGE
+    return modality.upper() not in NON_IMAGE_SERIES_MODALITIES
+
+
+def _has_pixel_data(instance: Instance, storage: FileStorage) -> bool:
+    """Return whether the stored file of `instance` has pixel data. An unreadable file counts as having it."""
+    try:
+        # defer_size leaves the pixel values on disk: only the element's presence matters.
+        dataset = pydicom.dcmread(storage.path(instance.storage_key), specific_tags=PIXEL_DATA_KEYWORDS, defer_size=1024)
+    except (OSError, InvalidDicomError, ValueError) as exc:
+        logger.warning("file unreadable, instance counted as an image sop_instance_uid=%s storage_key=%s: %s", instance.sop_instance_uid, instance.storage_key, exc)
+        return True
+    return any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS)
+
+
+def study_has_images(study: Study, storage: FileStorage) -> bool:
+    """Return whether `study` has an image to report: the rule that decides which studies become exams.
+
+    An instance is an image when its SOP class is an image class (see
+    is_image_sop_class), the index has its Rows and Columns, and its stored
+    file has pixel data. At most MAX_PIXEL_DATA_CHECKS files are read.
+    """
+    instances = Instance.objects.filter(series__study=study, rows__isnull=False, columns__isnull=False)
+    classes = set(instances.values_list("sop_class_uid", "series__modality").distinct())
+    image_classes = [Q(sop_class_uid=sop_class_uid, series__modality=modality) for sop_class_uid, modality in classes if is_image_sop_class(sop_class_uid, modality)]
+    if not image_classes:
+        return False
+
+    candidates = instances.filter(functools.reduce(operator.or_, image_classes)).only("sop_instance_uid", "storage_key").order_by("id")
+    return any(_has_pixel_data(instance, storage) for instance in candidates[:MAX_PIXEL_DATA_CHECKS])
 
 
 def read_order_information(study: Study, storage: FileStorage) -> tuple[OrderInformation, str]:
@@ -213,15 +280,19 @@ def _merge_study(exam: Exam, study: Study, order: OrderInformation, calling_ae_t
             setattr(exam, field, value)
 
 
-def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, rules: list[SubspecialtyRule]) -> bool:
+def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, rules: list[SubspecialtyRule], *, may_create: bool) -> bool | None:
     """Link one study to its exam in one transaction; return whether a new exam was made.
 
-    Raises IntegrityError when another process made the same exam or link first.
+    Without `may_create`, the study joins only the exam of its accession
+    number, and None means that there is none. Raises IntegrityError when
+    another process made the same exam or link first.
     """
     with transaction.atomic():
         exam = None
         if study.accession_number:
             exam = Exam.objects.select_for_update().filter(patient_id=study.patient_id, accession_number=study.accession_number).first()
+        if exam is None and not may_create:
+            return None
         created = exam is None
         if exam is None:
             exam = _new_exam(study, order, calling_ae_title)
@@ -236,11 +307,19 @@ def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, ru
 
 
 def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule], result: SyncResult) -> None:
+    has_images = study_has_images(study, storage)
+    if not has_images and not study.accession_number:
+        logger.debug("study without images waits for them study_instance_uid=%s", study.study_instance_uid)
+        return
+
     order, calling_ae_title = read_order_information(study, storage)
     # A second attempt finds the exam or the link that another process committed first.
     for attempt in (1, 2):
         try:
-            created = _link_study(study, order, calling_ae_title, rules)
+            created = _link_study(study, order, calling_ae_title, rules, may_create=has_images)
+            if created is None:
+                logger.debug("study without images and without an exam of its accession number waits study_instance_uid=%s accession=%s", study.study_instance_uid, study.accession_number)
+                return
         except IntegrityError as exc:
             if ExamStudy.objects.filter(study=study).exists():
                 return
@@ -306,6 +385,55 @@ def _changed_exam_ids(since: datetime.datetime | None, now: datetime.datetime) -
     return links.values_list("exam_id", flat=True).distinct().iterator(chunk_size=2000)
 
 
+# Exams that no reader has written anything for yet.
+UNREPORTED_STATUSES = (ExamStatus.UNREAD, ExamStatus.IN_PROGRESS)
+
+
+def _exam_has_images(exam: Exam, storage: FileStorage) -> bool:
+    return any(study_has_images(study, storage) for study in exam.studies.all())
+
+
+def _has_reader_work(exam: Exam) -> bool:
+    """Return whether a reader has written a draft, signed a report or raised an image-quality issue on `exam`."""
+    return Report.objects.filter(exam=exam).exists() or exam.signed_reports.exists() or exam.quality_issues.exists()
+
+
+def _remove_exam(exam_id: int, result: SyncResult) -> None:
+    """Delete the exam and its study links, unless a reader started on it since it was selected."""
+    with transaction.atomic():
+        # The row lock makes a draft save wait. On PostgreSQL a new report or issue row
+        # waits too, because its foreign key check locks the exam, and SQLite runs one
+        # write transaction at a time. So the checks after the lock see all work on the exam.
+        exam = Exam.objects.select_for_update().filter(pk=exam_id, status__in=UNREPORTED_STATUSES).first()
+        if exam is None or _has_reader_work(exam):
+            return
+        study_uids = list(exam.studies.values_list("study_instance_uid", flat=True))
+        try:
+            exam.delete()
+        except ProtectedError as exc:
+            logger.warning("exam without images kept, other records refer to it exam_pk=%s accession=%s: %s", exam_id, exam.accession_number, exc)
+            return
+    result.exams_removed += 1
+    logger.info("exam without images removed exam_pk=%s accession=%s study_instance_uids=%s", exam_id, exam.accession_number, ",".join(study_uids))
+
+
+def remove_exams_without_images(storage: FileStorage, result: SyncResult) -> None:
+    """Remove the unread or just claimed exams whose studies have no images, so that they leave the worklist.
+
+    Versions before the image rule of study_has_images made an exam of every
+    study. An exam with a draft or signed report, or an image-quality issue,
+    stays whatever its studies hold. The studies of a removed exam get an exam
+    again when images arrive.
+    """
+    candidates = Exam.objects.filter(status__in=UNREPORTED_STATUSES, report__isnull=True, signed_reports__isnull=True, quality_issues__isnull=True)
+    ids = list(candidates.order_by("pk").values_list("pk", flat=True).distinct())
+    for start in range(0, len(ids), BATCH_SIZE):
+        chunk = ids[start:start + BATCH_SIZE]
+        for exam in Exam.objects.filter(pk__in=chunk).prefetch_related("studies").order_by("pk"):
+            if not _exam_has_images(exam, storage):
+                _remove_exam(exam.pk, result)
+
+
 def _sync_state() -> ExamSyncState:
     try:
         state, _ = ExamSyncState.objects.get_or_create(pk=1)
@@ -316,10 +444,14 @@ def _sync_state() -> ExamSyncState:
 
 
 def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> SyncResult:
-    """Link every study without an exam to one, and update the modalities of exams whose studies grew.
+    """Link every study with images, or with the accession number of an exam, to an exam, and update the modalities of exams whose studies grew.
 
     Without `full`, only studies created since shortly before the previous
-    run are checked, through the index on Study.created_at.
+    run are checked, through the index on Study.created_at, and the studies
+    without an exam that received instances since then. A full run, which is
+    also the first run and the next one after the sync state was reset, also
+    removes the exams without images that nobody has started to report
+    (see remove_exams_without_images).
     """
     started = timezone.now()
     storage = storage or default_storage()
@@ -328,11 +460,16 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
     rules = active_rules()
     result = SyncResult()
 
+    if since is None:
+        remove_exams_without_images(storage, result)
+
     last_id = 0
     while True:
         studies = Study.objects.filter(exam_link__isnull=True, pk__gt=last_id)
         if since is not None:
-            studies = studies.filter(created_at__gte=since)
+            # A study without images is checked again when instances arrive. NOTE: after MODALITY_WINDOW only a full run does.
+            changed = Q(created_at__gte=started - MODALITY_WINDOW, updated_at__gte=since)
+            studies = studies.filter(Q(created_at__gte=since) | changed)
         batch = list(studies.select_related("patient").order_by("pk")[:BATCH_SIZE])
         if not batch:
             break
@@ -345,7 +482,7 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
     ExamSyncState.objects.filter(Q(pk=1) & (Q(checked_until__isnull=True) | Q(checked_until__lt=started))).update(checked_until=started)
     if result:
         logger.info(
-            "exams synchronised: %d studies linked, %d exams created, %d exams updated in %.2fs",
-            result.studies_linked, result.exams_created, result.exams_updated, (timezone.now() - started).total_seconds(),
+            "exams synchronised: %d studies linked, %d exams created, %d exams updated, %d exams without images removed in %.2fs",
+            result.studies_linked, result.exams_created, result.exams_updated, result.exams_removed, (timezone.now() - started).total_seconds(),
         )
     return result

@@ -13,7 +13,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from telerad.accounts.roles import Permission, requires
+from telerad.accounts.roles import Permission, has_permission, requires
+from telerad.archive.models import Study
 from telerad.audit import events as audit
 from telerad.reading import quality
 from telerad.reading.models import Exam
@@ -30,6 +31,13 @@ def _address(request: HttpRequest) -> str:
 
 def _exam_quality_url(exam_pk: int) -> str:
     return reverse("reading:exam", args=[exam_pk]) + "#quality-heading"
+
+
+def _exam_url(request: HttpRequest, exam_pk: int) -> str:
+    """Return the page of the exam that the user may open: the reading page, else the page of its details."""
+    if has_permission(request.user, Permission.READ_EXAMS):
+        return reverse("reading:exam", args=[exam_pk])
+    return reverse("reading:exam-details", args=[exam_pk])
 
 
 @requires(Permission.READ_EXAMS)
@@ -79,6 +87,8 @@ def issue_queue(request: HttpRequest) -> HttpResponse:
     else:
         issues = issues.none()
     page = Paginator(issues, ISSUES_PER_PAGE).get_page(request.GET.get("page"))
+    for issue in page.object_list:
+        issue.exam_url = _exam_url(request, issue.exam_id)
     shown = [issue.exam.patient.patient_id for issue in page.object_list]
     audit.record_event(
         action=audit.Action.QUALITY_QUEUE_VIEWED, user=request.user.get_username(), address=_address(request),
@@ -121,6 +131,10 @@ def issue_page(request: HttpRequest, issue_pk: int) -> HttpResponse:
     context = {
         "issue": issue,
         "exam": issue.exam,
+        "exam_url": _exam_url(request, issue.exam_id),
+        # The study may have left the archive since the issue was raised.
+        "study": Study.objects.filter(study_instance_uid=issue.study_instance_uid).first(),
+        "can_view_studies": has_permission(request.user, Permission.VIEW_STUDIES),
         "patient": issue.exam.patient,
         "replies": issue.replies.select_related("author"),
         "form": form,

@@ -9,6 +9,7 @@ urlpatterns = [
     path("templates/new/", template_views.template_create_view, name="template-create"),
     path("templates/import/", template_views.template_import_view, name="template-import"),
     path("templates/export.json", template_views.template_export_all_view, name="template-export-all"),
+    path("templates/phrases/", template_views.global_phrases_view, name="template-phrases"),
     path("templates/<int:template_id>/", template_views.template_edit_view, name="template-edit"),
     path("templates/<int:template_id>/active/", template_views.template_active_view, name="template-active"),
     path("templates/<int:template_id>/export.json", template_views.template_export_view, name="template-export"),

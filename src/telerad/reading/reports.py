@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from telerad.audit import events as audit
 from telerad.audit.models import AuditEvent
 from telerad.reading.models import Exam, ExamStatus, Report, ReportTemplate
+from telerad.reading.priors import comparison_text
 from telerad.reading.reports_templates import best_template
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ MAX_SECTION_CHARACTERS = 50_000
 SIGNED_STATUSES = (ExamStatus.FINAL, ExamStatus.ADDENDED)
 # The template section that a new draft fills with the exam's reason for study and clinical history.
 CLINICAL_INFORMATION_KEY = "clinical_information"
+# The template section that a new draft fills with the patient's prior exams of the same modality.
+COMPARISON_KEY = "comparison"
 
 
 class ReportError(Exception):
@@ -124,6 +127,8 @@ def current_draft(exam: Exam) -> Draft:
     order, sections = template_sections(template)
     if CLINICAL_INFORMATION_KEY in sections:
         sections[CLINICAL_INFORMATION_KEY] = _clinical_information(exam, sections[CLINICAL_INFORMATION_KEY])
+    if COMPARISON_KEY in sections:
+        sections[COMPARISON_KEY] = comparison_text(exam, sections[COMPARISON_KEY])
     return Draft(template, order, sections, 0, None)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.core.validators import RegexValidator
-from django.forms import formset_factory, inlineformset_factory
+from django.forms import formset_factory, inlineformset_factory, modelformset_factory
 from django.utils.translation import gettext_lazy as _
 
 from telerad.reading.models import Phrase, ReportTemplate
@@ -96,6 +96,28 @@ PhraseFormSet = inlineformset_factory(
     help_texts={"section_key": _("Empty offers the phrase in every section.")},
     widgets={"text": forms.Textarea(attrs={"rows": 2})},
 )
+
+
+class GlobalPhraseForm(forms.ModelForm):
+    """A phrase offered with every template, in one section or in all."""
+
+    class Meta:
+        model = Phrase
+        fields = ["section_key", "label", "text"]
+        labels = {"section_key": _("Section key"), "label": _("Label"), "text": _("Text")}
+        help_texts = {
+            "section_key": _("The key of the sections that offer the phrase, such as findings or impression. Empty offers it in every section."),
+        }
+        widgets = {"text": forms.Textarea(attrs={"rows": 2})}
+
+    def clean_section_key(self) -> str:
+        key = self.cleaned_data["section_key"].strip()
+        if key and not SECTION_KEY_PATTERN.match(key):
+            raise forms.ValidationError(_("Use lower-case letters, digits and underscores, starting with a letter."))
+        return key
+
+
+GlobalPhraseFormSet = modelformset_factory(Phrase, form=GlobalPhraseForm, extra=2, can_delete=True)
 
 
 class TemplateImportForm(forms.Form):

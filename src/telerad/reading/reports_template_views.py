@@ -15,9 +15,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from telerad.accounts.roles import Permission, requires
 from telerad.accounts.user_sessions import client_address
 from telerad.audit import events as audit
-from telerad.reading.models import ReportTemplate
-from telerad.reading.reports_forms import PhraseFormSet, ReportTemplateForm, SectionFormSet, TemplateImportForm
-from telerad.reading.reports_templates import TemplateFileError, export_templates, import_templates
+from telerad.reading.models import Phrase, ReportTemplate
+from telerad.reading.reports_forms import GlobalPhraseFormSet, PhraseFormSet, ReportTemplateForm, SectionFormSet, TemplateImportForm
+from telerad.reading.reports_templates import TemplateFileError, export_templates, global_phrases, import_templates
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def record_template_event(request: HttpRequest, action: audit.Action, detail: st
 @require_http_methods(["GET"])
 def template_list_view(request: HttpRequest) -> HttpResponse:
     templates = ReportTemplate.objects.prefetch_related("phrases").order_by("-active", "name")
-    return render(request, "reading/report_templates/list.html", {"templates": templates})
+    return render(request, "reading/report_templates/list.html", {"templates": templates, "global_phrases": global_phrases()})
 
 
 def edit_template(request: HttpRequest, template: ReportTemplate | None) -> HttpResponse:
@@ -71,6 +71,7 @@ def edit_template(request: HttpRequest, template: ReportTemplate | None) -> Http
         phrases = PhraseFormSet(instance=instance, prefix="phrases")
     return render(request, "reading/report_templates/edit.html", {
         "template_object": template, "form": form, "sections": sections, "phrases": phrases, "phrase_problem": phrase_problem,
+        "global_phrases": global_phrases(template),
     }, status=400 if request.method == "POST" else 200)
 
 
@@ -102,6 +103,30 @@ def template_active_view(request: HttpRequest, template_id: int) -> HttpResponse
     else:
         messages.success(request, _("The template “%(name)s” is deactivated; reports already written with it keep their text.") % {"name": template.name})
     return redirect("reports:template-list")
+
+
+@requires(Permission.MANAGE_REPORT_TEMPLATES)
+@require_http_methods(["GET", "POST"])
+def global_phrases_view(request: HttpRequest) -> HttpResponse:
+    """Show and save the phrases that the report editor offers with every template."""
+    queryset = Phrase.objects.filter(template__isnull=True).order_by("section_key", "label", "pk")
+    if request.method == "POST":
+        formset = GlobalPhraseFormSet(request.POST, queryset=queryset, prefix="phrases")
+        if formset.is_valid():
+            with transaction.atomic():
+                formset.save()
+                changed = len(formset.new_objects) + len(formset.changed_objects) + len(formset.deleted_objects)
+                if changed:
+                    record_template_event(
+                        request, audit.Action.REPORT_TEMPLATE_CHANGED,
+                        f"changed the global phrases: added {len(formset.new_objects)}, changed {len(formset.changed_objects)}, "
+                        f"deleted {len(formset.deleted_objects)}",
+                    )
+            messages.success(request, _("The phrases for every template are saved."))
+            return redirect("reports:template-list")
+    else:
+        formset = GlobalPhraseFormSet(queryset=queryset, prefix="phrases")
+    return render(request, "reading/report_templates/phrases.html", {"phrases": formset}, status=400 if request.method == "POST" else 200)
 
 
 def download(content: bytes, filename: str) -> HttpResponse:

@@ -40,6 +40,8 @@ STANDARD_SECTIONS = {
     "findings": gettext_lazy("Findings"),
     "impression": gettext_lazy("Impression"),
 }
+# The section name that pages show for a phrase without a section key, which the editor offers in every section.
+EVERY_SECTION = gettext_lazy("Every section")
 
 
 def modality_set(text: str) -> set[str]:
@@ -87,6 +89,18 @@ def section_title(template: ReportTemplate | None, key: str) -> str:
     if key in STANDARD_SECTIONS:
         return str(STANDARD_SECTIONS[key])
     return key.replace("_", " ").capitalize()
+
+
+def global_phrases(template: ReportTemplate | None = None) -> list[Phrase]:
+    """Return the phrases offered with every template, by section key and label, those for every section first.
+
+    Each phrase gets a `section_title`: the title of its section in `template`
+    or of the standard section, or "Every section".
+    """
+    phrases = list(Phrase.objects.filter(template__isnull=True).order_by("section_key", "label", "pk"))
+    for phrase in phrases:
+        phrase.section_title = section_title(template, phrase.section_key) if phrase.section_key else str(EVERY_SECTION)
+    return phrases
 
 
 def phrases_by_section(template: ReportTemplate | None) -> dict[str, list[Phrase]]:

@@ -8,7 +8,9 @@ interpolated in Python the same way as ``percentile_cont`` (linear between
 the two nearest ranks).
 
 An exam's radiologist is the signer of its final report, else of its
-preliminary report, else the reader who holds its claim.
+preliminary report, else the reader who holds its claim. A reader's own
+figures also include the exams whose preliminary report they signed and
+someone else finalised (see exams_read_by).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any, Iterable, Iterator
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, F, IntegerField, OuterRef, QuerySet, Subquery
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Aggregate, Count, DurationField, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -112,6 +115,17 @@ def exams_in_range(start: datetime.date, end: datetime.date) -> QuerySet[Exam]:
             **durations,
         )
     )
+
+
+def exams_read_by(exams: QuerySet[Exam], user: AbstractBaseUser) -> QuerySet[Exam]:
+    """Keep the exams of `exams_in_range` that count for `user`, and those whose preliminary report `user` signed.
+
+    A resident's preliminary reports count for the radiologist who signs the
+    final report, so without the second condition a resident would see none
+    of the exams they reported once the final report is signed.
+    """
+    preliminary = SignedReport.objects.filter(signer=user, kind=SignedKind.PRELIMINARY).values("exam_id")
+    return exams.filter(Q(radiologist_id=user.pk) | Q(pk__in=preliminary))
 
 
 def interpolated_percentile(ordered: list[datetime.timedelta], fraction: float) -> datetime.timedelta | None:

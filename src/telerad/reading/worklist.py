@@ -16,7 +16,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -165,6 +165,17 @@ def format_waiting(waiting: datetime.timedelta) -> str:
         return ngettext("%(hours)d h %(minutes)02d min", "%(hours)d h %(minutes)02d min", hours) % {"hours": hours, "minutes": minutes}
     days, hours = divmod(hours, 24)
     return ngettext("%(days)d day %(hours)d h", "%(days)d days %(hours)d h", days) % {"days": days, "hours": hours}
+
+
+def exam_reference(exam: Exam) -> str:
+    """Name the exam for pages and messages: by its accession number, else by the arrival time of its images.
+
+    The exam's primary key is left out because readers would take it for an accession number.
+    """
+    if exam.accession_number:
+        return _("accession number %(accession)s") % {"accession": exam.accession_number}
+    received = formats.date_format(timezone.localtime(exam.study_received_at), "Y-m-d H:i")
+    return _("no accession number, received %(received)s") % {"received": received}
 
 
 class WorklistSearchForm(forms.Form):

@@ -22,7 +22,10 @@ class Command(BaseCommand):
         )
         sync.add_argument(
             "--full", action="store_true",
-            help="check every study and exam, not only those created or changed since shortly before the previous run",
+            help=(
+                "check every study and exam, not only those created or changed since shortly before the previous run, "
+                "and remove the exams without images that nobody has started to report"
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -34,5 +37,5 @@ class Command(BaseCommand):
         lapsed = claims.expire_lapsed_claims()
         self.stdout.write(
             f"{result.studies_linked} studies linked to exams, {result.exams_created} exams created, "
-            f"{result.exams_updated} exams updated, {lapsed} lapsed claims cleared"
+            f"{result.exams_updated} exams updated, {result.exams_removed} exams without images removed, {lapsed} lapsed claims cleared"
         )
