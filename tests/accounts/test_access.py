@@ -23,6 +23,7 @@ STORE = Permission.STORE_STUDIES
 OWN = Permission.MANAGE_OWN_ACCOUNT
 READ = Permission.READ_EXAMS
 TEMPLATES = Permission.MANAGE_REPORT_TEMPLATES
+ASK = Permission.ASK_QUESTIONS
 
 # URL name: {HTTP method: what it needs}.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -114,6 +115,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     # Every role may ask; the view then lets only the result's recipient, the escalation contact and lead radiologists in.
     "critical:detail": {"GET": OWN},
     "critical:acknowledge": {"POST": OWN},
+    # Readers, technologists and clinicians ask; the views then show a clinician only their own threads on their own exams.
+    "questions:list": {"GET": ASK},
+    "questions:new": {"GET": ASK, "POST": ASK},
+    "questions:thread": {"GET": ASK},
+    "questions:reply": {"POST": ASK},
+    "questions:answered": {"POST": Permission.ANSWER_QUESTIONS},
+    "questions:close": {"POST": ASK},
 }
 
 # Programs get 401 instead of the login page's redirect.
