@@ -91,6 +91,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reading:view-save": {"POST": Permission.READ_EXAMS},
     "reading:view-delete": {"POST": Permission.READ_EXAMS},
     "reading:my-subspecialties": {"GET": Permission.READ_EXAMS, "POST": Permission.READ_EXAMS},
+    "reading:duty": {"POST": Permission.READ_EXAMS},
     "reading:exam": {"GET": Permission.READ_EXAMS},
     "reading:claim": {"POST": Permission.READ_EXAMS},
     "reading:release": {"POST": Permission.READ_EXAMS},
