@@ -4,7 +4,9 @@ The script builds a database in a temporary folder (SQLite by default, or a
 fresh PostgreSQL database that it drops afterwards) with bulk_create. It holds
 20,000 patients and 100,000 exams of one study each. A share of
 ``--open-fraction`` of the exams await a report and the rest are final. A
-tenth of the open exams are claimed. Then it times, ``--runs`` times each:
+tenth of the open exams are claimed. A share of ``--question-fraction`` of
+all exams have one or two question threads from clinicians, of which 60 %
+are open, so that the page counts them. Then it times, ``--runs`` times each:
 
 - the query: the count and the first page of 50 rows of the default order
   (priority, then waiting time), through ``reading.worklist``;
@@ -14,7 +16,7 @@ tenth of the open exams are claimed. Then it times, ``--runs`` times each:
 
 It prints p50 and p95 in milliseconds and the machine it ran on.
 
-Usage: .venv/bin/python bench/worklist.py [--exams 100000] [--open-fraction 0.25] [--runs 30]
+Usage: .venv/bin/python bench/worklist.py [--exams 100000] [--open-fraction 0.25] [--question-fraction 0.05] [--runs 30]
        [--database postgresql://postgres@127.0.0.1:5432/bench_worklist]
 """
 
@@ -58,7 +60,7 @@ def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(durations), percentile(durations, 0.95)
 
 
-def build(exam_count: int, open_fraction: float, seed: int) -> None:
+def build(exam_count: int, open_fraction: float, question_fraction: float, seed: int) -> None:
     from django.contrib.auth.models import User
     from django.utils import timezone
 
@@ -72,6 +74,11 @@ def build(exam_count: int, open_fraction: float, seed: int) -> None:
         user = User.objects.create_user(f"reader{number}", password="bench password 1234")
         set_roles(user, [Role.RADIOLOGIST])
         readers.append(user)
+    clinicians = []
+    for number in range(20):
+        user = User.objects.create_user(f"clinician{number}", password="bench password 1234")
+        set_roles(user, [Role.CLINICIAN])
+        clinicians.append(user)
     subspecialties = list(Subspecialty.objects.all())
     now = timezone.now()
     open_statuses = [ExamStatus.UNREAD, ExamStatus.UNREAD, ExamStatus.UNREAD, ExamStatus.DRAFT, ExamStatus.PRELIMINARY]
@@ -108,6 +115,34 @@ def build(exam_count: int, open_fraction: float, seed: int) -> None:
             ))
         exams = Exam.objects.bulk_create(exams)
         ExamStudy.objects.bulk_create([ExamStudy(exam=exam, study=study) for exam, study in zip(exams, studies)])
+        build_questions(exams, question_fraction, clinicians, readers, randomiser)
+
+
+def build_questions(exams: list, question_fraction: float, clinicians: list, readers: list, randomiser: random.Random) -> None:
+    """Give a share of `exams` one or two question threads of one message each, 60 % of them open."""
+    if question_fraction <= 0:
+        return
+    from django.utils import timezone
+
+    from telerad.clinicians.question_models import Assignment, Question, QuestionMessage, QuestionState
+
+    now = timezone.now()
+    questions = []
+    for exam in exams:
+        if randomiser.random() >= question_fraction:
+            continue
+        for _number in range(randomiser.choice([1, 1, 2])):
+            opened = now - datetime.timedelta(minutes=randomiser.uniform(1, 60 * 24 * 7))
+            state = QuestionState.OPEN if randomiser.random() < 0.6 else randomiser.choice([QuestionState.ANSWERED, QuestionState.CLOSED])
+            questions.append(Question(
+                exam=exam, subject="Benchmark question", opened_by=randomiser.choice(clinicians), opened_at=opened, state=state,
+                assigned_to=randomiser.choice(readers), assignment=Assignment.ON_DUTY, open_since=opened, last_message_at=opened,
+            ))
+    questions = Question.objects.bulk_create(questions)
+    QuestionMessage.objects.bulk_create([
+        QuestionMessage(question=question, author=question.opened_by, body="Benchmark message", created_at=question.opened_at)
+        for question in questions
+    ])
 
 
 @contextlib.contextmanager
@@ -123,12 +158,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exams", type=int, default=100_000, help="exams to build (default 100000)")
     parser.add_argument("--open-fraction", type=float, default=0.25, help="share of exams awaiting a report, 0 to 1 (default 0.25)")
+    parser.add_argument(
+        "--question-fraction", type=float, default=0.05, help="share of exams with question threads, 0 to 1 (default 0.05)",
+    )
     parser.add_argument("--runs", type=int, default=30, help="timed runs of each measurement (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated data (default 1)")
     parser.add_argument("--database", help="a PostgreSQL server URL; a fresh database named after it is made and dropped. Default: SQLite")
     arguments = parser.parse_args()
     if not 0 <= arguments.open_fraction <= 1:
         parser.error("--open-fraction must be between 0 and 1")
+    if not 0 <= arguments.question_fraction <= 1:
+        parser.error("--question-fraction must be between 0 and 1")
 
     with tempfile.TemporaryDirectory(prefix="telerad-bench-worklist-") as folder, database(arguments.database) as database_url:
         os.environ["TELERAD_DATA_DIR"] = folder
@@ -152,11 +192,14 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
-        build(arguments.exams, arguments.open_fraction, arguments.seed)
+        build(arguments.exams, arguments.open_fraction, arguments.question_fraction, arguments.seed)
         # Fresh statistics, as autovacuum (PostgreSQL) or PRAGMA optimize (SQLite) would gather over time.
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-        print(f"built {arguments.exams} exams ({arguments.open_fraction:.0%} open) in {time.perf_counter() - started:.1f}s on {connection.vendor}")
+        print(
+            f"built {arguments.exams} exams ({arguments.open_fraction:.0%} open, {arguments.question_fraction:.0%} with questions)"
+            f" in {time.perf_counter() - started:.1f}s on {connection.vendor}"
+        )
 
         reader = User.objects.get(username="reader0")
 

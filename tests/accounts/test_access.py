@@ -23,6 +23,7 @@ STORE = Permission.STORE_STUDIES
 OWN = Permission.MANAGE_OWN_ACCOUNT
 READ = Permission.READ_EXAMS
 TEMPLATES = Permission.MANAGE_REPORT_TEMPLATES
+ASK = Permission.ASK_QUESTIONS
 
 # URL name: {HTTP method: what it needs}.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -91,6 +92,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reading:view-save": {"POST": Permission.READ_EXAMS},
     "reading:view-delete": {"POST": Permission.READ_EXAMS},
     "reading:my-subspecialties": {"GET": Permission.READ_EXAMS, "POST": Permission.READ_EXAMS},
+    "reading:duty": {"POST": Permission.READ_EXAMS},
     "reading:exam": {"GET": Permission.READ_EXAMS},
     "reading:claim": {"POST": Permission.READ_EXAMS},
     "reading:release": {"POST": Permission.READ_EXAMS},
@@ -115,6 +117,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     # Every role may ask; the view then lets only the result's recipient, the escalation contact and lead radiologists in.
     "critical:detail": {"GET": OWN},
     "critical:acknowledge": {"POST": OWN},
+    # Readers, technologists and clinicians ask; the views then show a clinician only their own threads on their own exams.
+    "questions:list": {"GET": ASK},
+    "questions:new": {"GET": ASK, "POST": ASK},
+    "questions:thread": {"GET": ASK},
+    "questions:reply": {"POST": ASK},
+    "questions:answered": {"POST": Permission.ANSWER_QUESTIONS},
+    "questions:close": {"POST": ASK},
 }
 
 # Programs get 401 instead of the login page's redirect.

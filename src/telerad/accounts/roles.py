@@ -67,27 +67,34 @@ class Permission(enum.StrEnum):
     # Releasing or reassigning other readers' claims, and following open critical results.
     MANAGE_READING = "manage-reading"
     MANAGE_REPORT_TEMPLATES = "manage-report-templates"
+    # Opening question threads on exams and writing in them. Clinicians only on the exams they may see.
+    ASK_QUESTIONS = "ask-questions"
+    # Being assigned questions, marking them answered, and seeing the open questions of one's subspecialties.
+    ANSWER_QUESTIONS = "answer-questions"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     # Readers store too: the viewer saves measurements and key images as new instances.
     Role.RADIOLOGIST: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.READ_EXAMS, Permission.SIGN_REPORTS,
-        Permission.EDIT_EXAM_DETAILS,
+        Permission.EDIT_EXAM_DETAILS, Permission.ASK_QUESTIONS, Permission.ANSWER_QUESTIONS,
     }),
     # Residents draft and sign preliminary reports, which an attending radiologist edits and signs.
     Role.RESIDENT: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.READ_EXAMS, Permission.EDIT_EXAM_DETAILS,
+        Permission.ASK_QUESTIONS, Permission.ANSWER_QUESTIONS,
     }),
     Role.LEAD_RADIOLOGIST: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.READ_EXAMS, Permission.SIGN_REPORTS,
-        Permission.EDIT_EXAM_DETAILS, Permission.MANAGE_READING, Permission.MANAGE_REPORT_TEMPLATES,
+        Permission.EDIT_EXAM_DETAILS, Permission.MANAGE_READING, Permission.MANAGE_REPORT_TEMPLATES, Permission.ASK_QUESTIONS,
+        Permission.ANSWER_QUESTIONS,
     }),
     Role.TECHNOLOGIST: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.EDIT_EXAM_DETAILS,
+        Permission.ASK_QUESTIONS,
     }),
     # Clinicians see only their own patients' exams, through the portal.
-    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
+    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.ASK_QUESTIONS}),
     Role.SCHEDULER: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
     Role.ADMINISTRATOR: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_USERS, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE,
@@ -133,6 +140,10 @@ def user_permissions(user: AbstractBaseUser | AnonymousUser) -> frozenset[Permis
     for role in user_roles(user):
         granted |= GRANTS[role]
     return frozenset(granted)
+
+
+def roles_granting(permission: Permission) -> list[Role]:
+    return [role for role, granted in GRANTS.items() if permission in granted]
 
 
 def has_permission(user: AbstractBaseUser | AnonymousUser, permission: Permission) -> bool:

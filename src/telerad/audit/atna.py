@@ -155,6 +155,13 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.CRITICAL_RESULT_ESCALATED: EventCoding(PROCEDURE_RECORD, "U"),
     # The e-mail names the exam by accession number and leaves telerad, like a report sent.
     Action.NOTIFICATION_EMAILED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    # Questions and their answers belong to the record of the procedure they ask about.
+    Action.QUESTION_ASKED: EventCoding(PROCEDURE_RECORD, "C"),
+    Action.QUESTION_MESSAGE_WRITTEN: EventCoding(PROCEDURE_RECORD, "U"),
+    Action.QUESTION_STATE_CHANGED: EventCoding(PROCEDURE_RECORD, "U"),
+    Action.QUESTION_VIEWED: EventCoding(PROCEDURE_RECORD, "R"),
+    # The list is a search of the threads, like the worklist of the exams.
+    Action.QUESTION_LIST_VIEWED: EventCoding(QUERY, "E"),
 }
 
 # An event whose action this version does not know (written by a newer one)

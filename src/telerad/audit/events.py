@@ -96,6 +96,12 @@ class Action(enum.StrEnum):
     CRITICAL_RESULT_ESCALATED = "critical-result-escalated"
     # A notification e-mail accepted by the SMTP server, or given up after its attempts.
     NOTIFICATION_EMAILED = "notification-emailed"
+    # Question threads on an exam: opened with its first message, a later message, marked answered, closed or reopened, read.
+    QUESTION_ASKED = "question-asked"
+    QUESTION_MESSAGE_WRITTEN = "question-message-written"
+    QUESTION_STATE_CHANGED = "question-state-changed"
+    QUESTION_VIEWED = "question-viewed"
+    QUESTION_LIST_VIEWED = "question-list-viewed"
 
 
 class Outcome(enum.IntEnum):

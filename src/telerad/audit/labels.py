@@ -76,6 +76,11 @@ ACTION_LABELS = {
     Action.CRITICAL_RESULT_ACKNOWLEDGED: _("Critical result acknowledged"),
     Action.CRITICAL_RESULT_ESCALATED: _("Critical result escalated"),
     Action.NOTIFICATION_EMAILED: _("Notification e-mailed"),
+    Action.QUESTION_ASKED: _("Question asked"),
+    Action.QUESTION_MESSAGE_WRITTEN: _("Question message written"),
+    Action.QUESTION_STATE_CHANGED: _("Question state changed"),
+    Action.QUESTION_VIEWED: _("Question viewed"),
+    Action.QUESTION_LIST_VIEWED: _("Question list viewed"),
 }
 
 

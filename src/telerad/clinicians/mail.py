@@ -43,6 +43,10 @@ SUBJECTS = {
     NotificationKind.CRITICAL_RESULT: gettext_noop("Critical result to acknowledge: accession %(accession)s"),
     NotificationKind.CRITICAL_ESCALATED: gettext_noop("Critical result not acknowledged: accession %(accession)s"),
     NotificationKind.CRITICAL_ACKNOWLEDGED: gettext_noop("Critical result acknowledged: accession %(accession)s"),
+    NotificationKind.QUESTION_ASKED: gettext_noop("Question for you: accession %(accession)s"),
+    NotificationKind.QUESTION_REPLIED: gettext_noop("New message in a question: accession %(accession)s"),
+    NotificationKind.QUESTION_ANSWERED: gettext_noop("Question answered: accession %(accession)s"),
+    NotificationKind.QUESTION_CLOSED: gettext_noop("Question closed: accession %(accession)s"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Notifications, the e-mail preferences and outbox behind them, and critical results awaiting acknowledgement."""
+"""Notifications, the e-mail preferences and outbox behind them, critical results awaiting acknowledgement, and question threads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ class NotificationKind(models.TextChoices):
     CRITICAL_RESULT = "critical-result", _("Critical result to acknowledge")
     CRITICAL_ESCALATED = "critical-escalated", _("Critical result not acknowledged in time")
     CRITICAL_ACKNOWLEDGED = "critical-acknowledged", _("Critical result acknowledged")
+    QUESTION_ASKED = "question-asked", _("Question about an exam assigned to you")
+    QUESTION_REPLIED = "question-replied", _("New message in a question thread")
+    QUESTION_ANSWERED = "question-answered", _("Question marked answered")
+    QUESTION_CLOSED = "question-closed", _("Question thread closed")
 
 
 # Kinds e-mailed whatever the user's preferences, because a critical result
@@ -128,3 +132,7 @@ class CriticalResult(models.Model):
     @property
     def escalated_to_label(self) -> str:
         return self.escalated_to.get_username() if self.escalated_to is not None else self.escalated_to_address
+
+
+# The question threads live in their own module of this app.
+from telerad.clinicians.question_models import Question, QuestionMessage  # noqa: E402,F401

@@ -259,10 +259,14 @@ class SubspecialtyRule(models.Model):
 
 
 class Reader(models.Model):
-    """A reader's worklist settings: the subspecialties they read."""
+    """A reader's worklist settings: the subspecialties they read, and whether they are on duty."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reader", verbose_name=_("user"))
     subspecialties = models.ManyToManyField(Subspecialty, blank=True, related_name="readers", verbose_name=_("subspecialties"))
+    # Set by the reader on the worklist or by an administrator. A question on
+    # an exam that no reader has taken goes to a reader on duty (see reading.duty).
+    on_duty = models.BooleanField(_("on duty"), default=False)
+    on_duty_since = models.DateTimeField(_("on duty since"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("reader")

@@ -8,6 +8,7 @@ urlpatterns = [
     path("views/", views.save_view, name="view-save"),
     path("views/<int:view_pk>/delete", views.delete_view, name="view-delete"),
     path("subspecialties/", views.my_subspecialties, name="my-subspecialties"),
+    path("duty/", views.toggle_duty, name="duty"),
     path("<int:exam_pk>/", exam_views.exam_page, name="exam"),
     path("<int:exam_pk>/claim", exam_views.claim_exam, name="claim"),
     path("<int:exam_pk>/release", exam_views.release_claim, name="release"),

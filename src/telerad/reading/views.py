@@ -1,4 +1,4 @@
-"""The worklist pages: the list of exams awaiting a report, its saved views, and the reader's subspecialties.
+"""The worklist pages: the list of exams awaiting a report, its saved views, the reader's subspecialties and duty.
 
 The list writes an audit event when it is opened. Its live refresh (htmx
 polls the table) writes one only when the exams shown change, so that an
@@ -25,14 +25,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from telerad.accounts.roles import Permission, has_permission, requires
 from telerad.audit import events as audit
+from telerad.clinicians import questions
 from telerad.core import searches
-from telerad.reading import worklist
+from telerad.reading import duty, worklist
 from telerad.reading.models import Reader, Subspecialty, WorklistView
 
 SEARCH_KIND = "worklist"
 # The session key under which the digest of the exams last audited is kept.
 AUDITED_DIGEST_KEY = "worklist:audited"
 TABLE_TARGET = "worklist-table"
+# Open questions assigned to the reader that the worklist lists above the exams. The list page at /questions/ has the rest.
+ASSIGNED_QUESTIONS_SHOWN = 10
 
 
 def record_view(request: HttpRequest, action: audit.Action, **identifiers: str) -> None:
@@ -114,9 +117,21 @@ def worklist_page(request: HttpRequest) -> HttpResponse:
         "now": timezone.now(),
         "searching": bool(search_data and any(search_data.values())),
         "can_manage": has_permission(request.user, Permission.MANAGE_READING),
+        "on_duty": duty.is_on_duty(request.user),
+        **_assigned_questions(request.user),
     }
     template = "reading/worklist_table.html" if refresh else "reading/worklist.html"
     return render(request, template, context)
+
+
+def _assigned_questions(user) -> dict[str, Any]:
+    """Return the open questions assigned to `user` that the worklist's box lists, oldest first, and how many there are."""
+    if not questions.may_answer(user):
+        return {"assigned_questions": [], "assigned_question_count": 0}
+    assigned = questions.open_assigned_to(user)
+    listed = list(assigned[:ASSIGNED_QUESTIONS_SHOWN])
+    count = len(listed) if len(listed) < ASSIGNED_QUESTIONS_SHOWN else assigned.count()
+    return {"assigned_questions": listed, "assigned_question_count": count}
 
 
 def _post_search(request: HttpRequest) -> HttpResponse:
@@ -187,3 +202,17 @@ def my_subspecialties(request: HttpRequest) -> HttpResponse:
     else:
         form = SubspecialtiesForm(initial={"subspecialties": reader.subspecialties.all()})
     return render(request, "reading/my_subspecialties.html", {"form": form})
+
+
+@requires(Permission.READ_EXAMS)
+@require_POST
+def toggle_duty(request: HttpRequest) -> HttpResponse:
+    """Put the user on duty, or off duty when the form posts on_duty=0."""
+    reader, _created = Reader.objects.get_or_create(user=request.user)
+    on_duty = request.POST.get("on_duty") == "1"
+    duty.set_on_duty(reader, on_duty, changed_by=request.user.get_username())
+    if on_duty:
+        messages.success(request, _("You are on duty: questions on exams that nobody has read may come to you."))
+    else:
+        messages.success(request, _("You are off duty."))
+    return HttpResponseRedirect(reverse("reading:worklist"), status=303)

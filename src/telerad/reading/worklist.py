@@ -1,4 +1,4 @@
-"""The worklist's query: open exams narrowed by filters, in a chosen order, with turnaround colours.
+"""The worklist's query: open exams narrowed by filters, in a chosen order, with turnaround colours and open questions.
 
 Filters travel in the page's query string (priority, modality, subspecialty,
 status, mine, sort). They name no patient, so they may appear in addresses.
@@ -20,6 +20,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from telerad.clinicians.questions import open_question_summary
 from telerad.reading.claims import OPEN_STATUSES, active_holder_id, lapse_cutoff
 from telerad.reading.models import Exam, ExamStatus, Priority, Reader, Subspecialty
 
@@ -124,6 +125,9 @@ class Row:
     # The user whose claim is active, or None.
     reader_name: str | None
     mine: bool
+    open_questions: int = 0
+    # How long the oldest open question on the exam has waited, or None without one.
+    oldest_question_age: datetime.timedelta | None = None
 
 
 def turnaround_level(priority: int, waiting: datetime.timedelta) -> str:
@@ -141,16 +145,22 @@ def rows(exams: Iterable[Exam], user: AbstractBaseUser, now: datetime.datetime |
     """Describe each exam for the table, without a query per row."""
     now = now or timezone.now()
     cutoff = lapse_cutoff(now)
+    exams = list(exams)
+    # Counted for the page's exams only, after the sort and the page's LIMIT.
+    open_questions = open_question_summary(exam.pk for exam in exams) if exams else {}
     result = []
     for exam in exams:
         waiting = max(now - exam.study_received_at, datetime.timedelta(0))
         holder_id = active_holder_id(exam, cutoff)
+        question_count, oldest_question = open_questions.get(exam.pk, (0, None))
         result.append(Row(
             exam=exam,
             waiting=waiting,
             turnaround=turnaround_level(exam.priority, waiting),
             reader_name=exam.claimed_by.get_username() if holder_id is not None else None,
             mine=holder_id == user.pk,
+            open_questions=question_count,
+            oldest_question_age=max(now - oldest_question, datetime.timedelta(0)) if oldest_question is not None else None,
         ))
     return result
 
