@@ -4,9 +4,9 @@
 exam of the same patient and accession number when there is one, else a new
 exam. It reads the header of one stored instance (without pixel data) for the
 order information that the index does not keep: requested procedure, reason,
-history, priority, institution. It runs in a background thread of the
-servers (see :mod:`telerad.reading.background`) and from ``telerad exams
-sync``, whatever path the study came in by. Every run starts from the
+history, priority, institution, department. It runs in a background thread
+of the servers (see :mod:`telerad.reading.background`) and from ``telerad
+exams sync``, whatever path the study came in by. Every run starts from the
 database, so several processes may run it at once: the unique constraints on
 exams and study links decide which process creates a row, and the other one
 links to it.
@@ -34,6 +34,8 @@ from telerad.reading.models import Exam, ExamStudy, ExamSyncState, Priority, Sig
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# The length of Exam.department. Values of valid headers are shorter, because an LO value has at most 64 characters.
+DEPARTMENT_MAX_LENGTH = 200
 # A study row becomes visible to other processes when its ingest transaction
 # commits, a moment after its created_at. Each run therefore looks back this
 # far before the start of the previous run, so that a late commit is found.
@@ -65,6 +67,8 @@ HEADER_KEYWORDS = [
     "BodyPartExamined",
     "InstitutionName",
     "ReferringPhysicianName",
+    "RequestingService",
+    "CurrentPatientLocation",
     "RequestAttributesSequence",
 ]
 
@@ -80,6 +84,7 @@ class OrderInformation:
     body_part: str = ""
     institution: str = ""
     referring_physician: str = ""
+    department: str = ""
 
 
 @dataclasses.dataclass
@@ -128,6 +133,8 @@ def order_information(dataset: pydicom.Dataset) -> OrderInformation:
         body_part=first("BodyPartExamined"),
         institution=first("InstitutionName"),
         referring_physician=first("ReferringPhysicianName"),
+        # The ward or service that asked for the exam, else where the patient is.
+        department=(first("RequestingService") or first("CurrentPatientLocation"))[:DEPARTMENT_MAX_LENGTH],
     )
 
 
@@ -185,6 +192,7 @@ def _new_exam(study: Study, order: OrderInformation, calling_ae_title: str) -> E
         description=study.study_description or order.requested_procedure,
         sending_site=order.institution or calling_ae_title,
         referring_physician_name=study.referring_physician_name or order.referring_physician,
+        department=order.department,
         requested_procedure=order.requested_procedure,
         reason_for_study=order.reason_for_study,
         clinical_history=order.clinical_history,
@@ -204,6 +212,7 @@ def _merge_study(exam: Exam, study: Study, order: OrderInformation, calling_ae_t
         "description": study.study_description or order.requested_procedure,
         "sending_site": order.institution or calling_ae_title,
         "referring_physician_name": study.referring_physician_name or order.referring_physician,
+        "department": order.department,
         "requested_procedure": order.requested_procedure,
         "reason_for_study": order.reason_for_study,
         "clinical_history": order.clinical_history,
