@@ -4,9 +4,11 @@
 exam of the same patient and accession number when there is one, else a new
 exam. It reads the header of one stored instance (without pixel data) for the
 order information that the index does not keep: requested procedure, reason,
-history, priority, institution, department. It runs in a background thread
-of the servers (see :mod:`telerad.reading.background`) and from ``telerad
-exams sync``, whatever path the study came in by. Every run starts from the
+history, priority, institution, department. A new exam's Referring
+Physician's Name gives it a referring clinician when exactly one clinician's
+profile lists the name (see :mod:`telerad.clinicians.matching`). It runs in
+a background thread of the servers (see :mod:`telerad.reading.background`)
+and from ``telerad exams sync``, whatever path the study came in by. Every run starts from the
 database, so several processes may run it at once: the unique constraints on
 exams and study links decide which process creates a row, and the other one
 links to it.
@@ -28,6 +30,7 @@ from pydicom.errors import InvalidDicomError
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.archive.storage import FileStorage
+from telerad.clinicians.matching import ClinicianMatcher, assign_matched_clinician, record_match
 from telerad.reading.delivery.dicom_objects import report_uid
 from telerad.reading.models import Exam, ExamStudy, ExamSyncState, Priority, SignedReport, SubspecialtyRule
 
@@ -92,6 +95,7 @@ class SyncResult:
     exams_created: int = 0
     studies_linked: int = 0
     exams_updated: int = 0
+    clinicians_matched: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.exams_created or self.studies_linked or self.exams_updated)
@@ -222,8 +226,10 @@ def _merge_study(exam: Exam, study: Study, order: OrderInformation, calling_ae_t
             setattr(exam, field, value)
 
 
-def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, rules: list[SubspecialtyRule]) -> bool:
-    """Link one study to its exam in one transaction; return whether a new exam was made.
+def _link_study(
+    study: Study, order: OrderInformation, calling_ae_title: str, rules: list[SubspecialtyRule], matcher: ClinicianMatcher,
+) -> tuple[bool, bool]:
+    """Link one study to its exam in one transaction; return whether a new exam was made and whether it got a referring clinician.
 
     Raises IntegrityError when another process made the same exam or link first.
     """
@@ -238,18 +244,21 @@ def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, ru
             _merge_study(exam, study, order, calling_ae_title)
         if exam.subspecialty_id is None:
             exam.subspecialty_id = choose_subspecialty(exam, rules)
+        matched = assign_matched_clinician(exam, matcher)
         exam.save()
         ExamStudy.objects.create(exam=exam, study=study)
+        if matched:
+            record_match(exam, matcher)
     logger.debug("study linked to exam exam_pk=%s accession=%s study_instance_uid=%s new=%s", exam.pk, exam.accession_number, study.study_instance_uid, created)
-    return created
+    return created, matched
 
 
-def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule], result: SyncResult) -> None:
+def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule], matcher: ClinicianMatcher, result: SyncResult) -> None:
     order, calling_ae_title = read_order_information(study, storage)
     # A second attempt finds the exam or the link that another process committed first.
     for attempt in (1, 2):
         try:
-            created = _link_study(study, order, calling_ae_title, rules)
+            created, matched = _link_study(study, order, calling_ae_title, rules, matcher)
         except IntegrityError as exc:
             if ExamStudy.objects.filter(study=study).exists():
                 return
@@ -258,6 +267,7 @@ def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule]
             continue
         result.studies_linked += 1
         result.exams_created += int(created)
+        result.clinicians_matched += int(matched)
         return
 
 
@@ -338,6 +348,7 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
     result = SyncResult()
 
     last_id = 0
+    matcher: ClinicianMatcher | None = None
     while True:
         studies = Study.objects.filter(exam_link__isnull=True, pk__gt=last_id)
         if since is not None:
@@ -345,8 +356,10 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
         batch = list(studies.select_related("patient").order_by("pk")[:BATCH_SIZE])
         if not batch:
             break
+        # Read once a run, and only when a study waits, because the sync runs every few seconds.
+        matcher = matcher or ClinicianMatcher.load()
         for study in batch:
-            _add_study(study, storage, rules, result)
+            _add_study(study, storage, rules, matcher, result)
         last_id = batch[-1].pk
 
     _refresh_modalities(_changed_exam_ids(since, started), rules, result)
@@ -354,7 +367,8 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
     ExamSyncState.objects.filter(Q(pk=1) & (Q(checked_until__isnull=True) | Q(checked_until__lt=started))).update(checked_until=started)
     if result:
         logger.info(
-            "exams synchronised: %d studies linked, %d exams created, %d exams updated in %.2fs",
-            result.studies_linked, result.exams_created, result.exams_updated, (timezone.now() - started).total_seconds(),
+            "exams synchronised: %d studies linked, %d exams created, %d exams updated, %d referring clinicians matched in %.2fs",
+            result.studies_linked, result.exams_created, result.exams_updated, result.clinicians_matched,
+            (timezone.now() - started).total_seconds(),
         )
     return result
