@@ -50,6 +50,10 @@ class Permission(enum.StrEnum):
     MANAGE_OWN_ACCOUNT = "manage-own-account"
     # Every study of the archive: study list and pages, viewer, QIDO-RS, WADO-RS.
     VIEW_STUDIES = "view-studies"
+    # The exams a clinician referred or was granted, with their signed reports
+    # and images: the portal, and the viewer, DICOMweb, report PDF and FHIR,
+    # each limited to those exams (see telerad.clinicians.access).
+    VIEW_REFERRED_STUDIES = "view-referred-studies"
     # Adding instances over the web (STOW-RS).
     STORE_STUDIES = "store-studies"
     MANAGE_USERS = "manage-users"
@@ -87,7 +91,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_STUDIES, Permission.STORE_STUDIES, Permission.EDIT_EXAM_DETAILS,
     }),
     # Clinicians see only their own patients' exams, through the portal.
-    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
+    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_REFERRED_STUDIES}),
     Role.SCHEDULER: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
     Role.ADMINISTRATOR: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_USERS, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE,

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_safe
 
 from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Study
+from telerad.clinicians.access import restrict_to_visible_studies, sees_all_studies
 from telerad.viewer import install
 
 # Hashed bundle names (for example 1602.bundle.94f12cceab7c2762.js or
@@ -130,7 +131,7 @@ def _resolve(directory: Path, relative: str) -> Path | None:
 
 
 @require_safe
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
     """Send a file of the viewer, or index.html for the viewer's own routes (/viewer/viewer?StudyInstanceUIDs=...)."""
     directory = viewer_directory()
@@ -201,7 +202,7 @@ window.config.httpErrorHandler = function (error) {
 
 
 @require_safe
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def app_config_script(request: HttpRequest) -> HttpResponse:
     manifest = _manifest(viewer_directory())
     if manifest is None:
@@ -218,7 +219,7 @@ def _plain(status: int, message: str) -> HttpResponse:
 
 
 @require_safe
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def invoke_image_display(request: HttpRequest) -> HttpResponse:
     """Open a study by its UID or accession number, as IHE Invoke Image Display requests do.
 
@@ -226,12 +227,20 @@ def invoke_image_display(request: HttpRequest) -> HttpResponse:
     (with optional ``patientID``). An accession number is unique only within
     the system that issued it: when it matches studies of several patients,
     the request must add ``patientID``, so that no one reads one patient's
-    images as another's.
+    images as another's. A clinician's request finds only the studies they
+    may see, and one that names no such study gets 404.
     """
     study_uids = [uid.strip() for uid in request.GET.get("studyUID", "").split(",") if uid.strip()]
     accession = request.GET.get("accessionNumber", "").strip()
+    if study_uids and not sees_all_studies(request.user):
+        # A clinician's list keeps the studies they may see, in the order given.
+        named = Study.objects.filter(study_instance_uid__in=study_uids[:MAX_IID_STUDIES])
+        found = set(restrict_to_visible_studies(named, request.user).values_list("study_instance_uid", flat=True))
+        if not found:
+            return _plain(404, _("Study %(uid)s not found.") % {"uid": study_uids[0]})
+        study_uids = [uid for uid in study_uids if uid in found]
     if not study_uids and accession:
-        studies = Study.objects.filter(accession_number=accession)
+        studies = restrict_to_visible_studies(Study.objects.filter(accession_number=accession), request.user)
         patient_id = request.GET.get("patientID", "").strip()
         if patient_id:
             studies = studies.filter(patient__patient_id=patient_id)
