@@ -117,6 +117,10 @@ EXPECTED: dict[str, dict[str, str | tuple[Permission, ...]]] = {
     # Every role may ask; the view then lets only the result's recipient, the escalation contact and lead radiologists in.
     "critical:detail": {"GET": OWN},
     "critical:acknowledge": {"POST": OWN},
+    # The clinicians' portal; each view then shows only the clinician's own exams.
+    "portal:exam-list": {"GET": REFERRED, "POST": REFERRED},
+    "portal:exam": {"GET": REFERRED},
+    "portal:acknowledge": {"POST": REFERRED},
 }
 
 # Programs get 401 instead of the login page's redirect.

@@ -552,6 +552,23 @@ def _name_condition(path: str, name: str, *, groups_indexed: bool) -> Q:
     return Q(pk__in=patients.filter(first_group).union(patients.filter(with_groups)))
 
 
+def name_search_condition(folded_path: str, text: str) -> Q:
+    """Match a patient name typed in a search form by prefix on any word of the name, ignoring case and accents.
+
+    A word matches at the start of the name or right after a separator of
+    NAME_WORD_SEPARATORS, so that "jerome" finds "Buc^Jérôme" and "berg"
+    finds "van den Berg^Jan". "Buc, Jérôme" is read as the PN form
+    "Buc^Jérôme", so that the readable form shown in lists can be searched
+    as it is.
+    """
+    folded = fold("^".join(part.strip() for part in text.split(",")))
+    pattern = folded if folded.endswith("*") else folded + "*"
+    condition = Q(WildcardMatch(F(folded_path), pattern))
+    for separator in NAME_WORD_SEPARATORS:
+        condition |= Q(WildcardMatch(F(folded_path), f"*{separator}{pattern}"))
+    return condition
+
+
 def _fuzzy_name_condition(path: str, name: str) -> Q:
     """Match names in which each word of the query starts a word, in any order ("jerome buc" finds "Buc^Jérôme")."""
     condition = Q()

@@ -155,6 +155,7 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.CRITICAL_RESULT_ESCALATED: EventCoding(PROCEDURE_RECORD, "U"),
     # The e-mail names the exam by accession number and leaves telerad, like a report sent.
     Action.NOTIFICATION_EMAILED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
+    Action.PORTAL_LIST_VIEWED: EventCoding(QUERY, "E"),
 }
 
 # An event whose action this version does not know (written by a newer one)

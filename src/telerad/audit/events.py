@@ -96,6 +96,8 @@ class Action(enum.StrEnum):
     CRITICAL_RESULT_ESCALATED = "critical-result-escalated"
     # A notification e-mail accepted by the SMTP server, or given up after its attempts.
     NOTIFICATION_EMAILED = "notification-emailed"
+    # The list of a clinician's exams in the portal, opened or searched.
+    PORTAL_LIST_VIEWED = "portal-list-viewed"
 
 
 class Outcome(enum.IntEnum):

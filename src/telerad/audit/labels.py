@@ -76,6 +76,7 @@ ACTION_LABELS = {
     Action.CRITICAL_RESULT_ACKNOWLEDGED: _("Critical result acknowledged"),
     Action.CRITICAL_RESULT_ESCALATED: _("Critical result escalated"),
     Action.NOTIFICATION_EMAILED: _("Notification e-mailed"),
+    Action.PORTAL_LIST_VIEWED: _("Portal exam list viewed"),
 }
 
 
