@@ -156,6 +156,8 @@ EVENT_CODES: dict[Action, EventCoding] = {
     # The e-mail names the exam by accession number and leaves telerad, like a report sent.
     Action.NOTIFICATION_EMAILED: EventCoding(EXPORT, "R", flow=Flow.FROM_TELERAD),
     Action.PORTAL_LIST_VIEWED: EventCoding(QUERY, "E"),
+    # A grant changes which patients' records a user may open, as a role change does.
+    Action.CLINICIAN_ACCESS_CHANGED: EventCoding(SECURITY_ALERT, "E", USER_SECURITY_ATTRIBUTES_CHANGED),
 }
 
 # An event whose action this version does not know (written by a newer one)

@@ -98,6 +98,8 @@ class Action(enum.StrEnum):
     NOTIFICATION_EMAILED = "notification-emailed"
     # The list of a clinician's exams in the portal, opened or searched.
     PORTAL_LIST_VIEWED = "portal-list-viewed"
+    # A clinician's grant of a patient or department added, changed or revoked, or their DICOM names changed.
+    CLINICIAN_ACCESS_CHANGED = "clinician-access-changed"
 
 
 class Outcome(enum.IntEnum):

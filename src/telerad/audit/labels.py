@@ -77,6 +77,7 @@ ACTION_LABELS = {
     Action.CRITICAL_RESULT_ESCALATED: _("Critical result escalated"),
     Action.NOTIFICATION_EMAILED: _("Notification e-mailed"),
     Action.PORTAL_LIST_VIEWED: _("Portal exam list viewed"),
+    Action.CLINICIAN_ACCESS_CHANGED: _("Clinician access changed"),
 }
 
 
