@@ -61,7 +61,7 @@ def record_change(grant: ClinicianGrant, change: str, *, actor: str, address: st
 
 
 def _expiry_text(grant: ClinicianGrant) -> str:
-    return f", expires {grant.expires_at:%Y-%m-%d %H:%M %Z}" if grant.expires_at else ""
+    return f", expires {grant.expires_at.isoformat(timespec='minutes')}" if grant.expires_at else ""
 
 
 def grant_access(

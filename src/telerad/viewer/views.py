@@ -144,7 +144,23 @@ def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
     if Path(relative).suffix:
         # A missing bundle or image is a 404, not the page, so that errors show as such.
         raise Http404(_("The viewer has no file %(name)s.") % {"name": relative})
+    if not _opens_visible_study(request):
+        raise Http404(_("None of the studies named in StudyInstanceUIDs was found."))
     return _file_response(request, directory / "index.html", manifest)
+
+
+def _opens_visible_study(request: HttpRequest) -> bool:
+    """Return whether a viewer route's StudyInstanceUIDs, when given, name a study the user may see.
+
+    The page itself contains no patient data, and the DICOMweb requests it makes
+    are checked anyway. But a clinician who opens another's study gets 404
+    here at once, as for an unknown one, rather than an empty viewer.
+    """
+    named = [uid.strip() for uid in request.GET.get("StudyInstanceUIDs", "").split(",") if uid.strip()]
+    if not named or sees_all_studies(request.user):
+        return True
+    studies = Study.objects.filter(study_instance_uid__in=named[:MAX_IID_STUDIES])
+    return restrict_to_visible_studies(studies, request.user).exists()
 
 
 def app_configuration(request: HttpRequest) -> dict[str, Any]:

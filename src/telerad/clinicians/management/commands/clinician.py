@@ -81,7 +81,7 @@ class Command(BaseCommand):
             clinician, actor=ACTOR, patient=patient, department=options["department"] or "", expires_at=expires_at, note=options["note"],
         )
         verb = "Granted" if created else "Renewed the grant of"
-        until = f" until {grant.expires_at:%Y-%m-%d %H:%M}" if grant.expires_at else ""
+        until = f" until {timezone.localtime(grant.expires_at):%Y-%m-%d %H:%M}" if grant.expires_at else ""
         self.stdout.write(f"{verb} {grant.target_label} to {clinician.get_username()}{until}.")
 
     def _revoke(self, options: dict[str, Any]) -> None:
@@ -109,10 +109,10 @@ class Command(BaseCommand):
             self.stdout.write("No grants.")
         for grant in rows:
             state = "active" if grant.is_active(now) else "expired"
-            expiry = f"until {grant.expires_at:%Y-%m-%d %H:%M}" if grant.expires_at else "no end"
+            expiry = f"until {timezone.localtime(grant.expires_at):%Y-%m-%d %H:%M}" if grant.expires_at else "no end"
             note = f"  ({grant.note})" if grant.note else ""
             self.stdout.write(
-                f"{grant.clinician.get_username():<24} {grant.target_label:<40} {state:<8} {expiry:<22} by {grant.granted_by} on {grant.granted_at:%Y-%m-%d}{note}"
+                f"{grant.clinician.get_username():<24} {grant.target_label:<40} {state:<8} {expiry:<22} by {grant.granted_by} on {timezone.localtime(grant.granted_at):%Y-%m-%d}{note}"
             )
         for profile in profiles:
             names = ", ".join(profile.name_list()) or "(none)"
