@@ -250,3 +250,25 @@ def test_admin_site_opens_only_to_roles_granting_it(make_user, role):
     else:
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_requires_several_permissions_opens_to_any(make_user):
+    from telerad.accounts.roles import declared_permission, meets_requirement, requires
+
+    @requires(VIEW, REFERRED)
+    def view(request):
+        raise AssertionError("never called")
+
+    assert declared_permission(view) == (VIEW, REFERRED)
+    assert meets_requirement(make_user("reader", "radiologist"), declared_permission(view))
+    assert meets_requirement(make_user("referrer", "clinician"), declared_permission(view))
+    assert not meets_requirement(make_user("booker", "scheduler"), declared_permission(view))
+
+
+def test_requires_rejects_empty_or_mixed_declaration():
+    from telerad.accounts.roles import requires
+
+    with pytest.raises(TypeError, match="no permission"):
+        requires()
+    with pytest.raises(TypeError, match="cannot be combined"):
+        requires(ANY_SIGNED_IN_USER, VIEW)
