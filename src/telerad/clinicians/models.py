@@ -198,7 +198,7 @@ class ClinicianGrant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.clinician_id}: {self.target_label}"
+        return f"{self.target_label} for {self.clinician.get_username()}"
 
     @property
     def target_label(self) -> str:
