@@ -36,6 +36,7 @@ urlpatterns = [
     path("notifications/", include("telerad.clinicians.notification_urls")),
     path("critical/", include("telerad.clinicians.critical_urls")),
     path("questions/", include("telerad.clinicians.question_urls")),
+    path("portal/", include("telerad.clinicians.portal_urls")),
     # The admin's own login form would skip the second factor and the locks.
     path("admin/login/", login_not_required(RedirectView.as_view(pattern_name="login", query_string=True)), name="admin-login"),
     path("admin/", admin.site.urls),

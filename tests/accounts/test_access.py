@@ -24,9 +24,12 @@ OWN = Permission.MANAGE_OWN_ACCOUNT
 READ = Permission.READ_EXAMS
 TEMPLATES = Permission.MANAGE_REPORT_TEMPLATES
 ASK = Permission.ASK_QUESTIONS
+REFERRED = Permission.VIEW_REFERRED_STUDIES
+# Every study, or a clinician's own: the view then narrows what it returns.
+STUDIES = (VIEW, REFERRED)
 
 # URL name: {HTTP method: what it needs}.
-EXPECTED: dict[str, dict[str, str]] = {
+EXPECTED: dict[str, dict[str, str | tuple[Permission, ...]]] = {
     "home": {"GET": ANY_SIGNED_IN_USER},
     "login": {"GET": PUBLIC, "HEAD": PUBLIC},
     # Logging out and the steps of a login in progress work without a session.
@@ -46,28 +49,28 @@ EXPECTED: dict[str, dict[str, str]] = {
     "account:end-sessions": {"POST": OWN},
     "archive:study-list": {"GET": VIEW},
     "archive:study-detail": {"GET": VIEW},
-    "dicomweb:studies": {"GET": VIEW, "POST": STORE},
-    "dicomweb:series": {"GET": VIEW},
-    "dicomweb:instances": {"GET": VIEW},
-    "dicomweb:study": {"GET": VIEW, "POST": STORE},
-    "dicomweb:study-series": {"GET": VIEW},
-    "dicomweb:study-instances": {"GET": VIEW},
-    "dicomweb:series-instances": {"GET": VIEW},
-    "dicomweb:study-metadata": {"GET": VIEW},
-    "dicomweb:series-resource": {"GET": VIEW},
-    "dicomweb:series-metadata": {"GET": VIEW},
-    "dicomweb:instance": {"GET": VIEW},
-    "dicomweb:instance-metadata": {"GET": VIEW},
-    "dicomweb:frames": {"GET": VIEW},
-    "dicomweb:bulkdata": {"GET": VIEW},
-    "dicomweb:study-rendered": {"GET": VIEW},
-    "dicomweb:study-thumbnail": {"GET": VIEW},
-    "dicomweb:series-rendered": {"GET": VIEW},
-    "dicomweb:series-thumbnail": {"GET": VIEW},
-    "dicomweb:instance-rendered": {"GET": VIEW},
-    "dicomweb:instance-thumbnail": {"GET": VIEW},
-    "dicomweb:frames-rendered": {"GET": VIEW},
-    "dicomweb:frames-thumbnail": {"GET": VIEW},
+    "dicomweb:studies": {"GET": STUDIES, "POST": STORE},
+    "dicomweb:series": {"GET": STUDIES},
+    "dicomweb:instances": {"GET": STUDIES},
+    "dicomweb:study": {"GET": STUDIES, "POST": STORE},
+    "dicomweb:study-series": {"GET": STUDIES},
+    "dicomweb:study-instances": {"GET": STUDIES},
+    "dicomweb:series-instances": {"GET": STUDIES},
+    "dicomweb:study-metadata": {"GET": STUDIES},
+    "dicomweb:series-resource": {"GET": STUDIES},
+    "dicomweb:series-metadata": {"GET": STUDIES},
+    "dicomweb:instance": {"GET": STUDIES},
+    "dicomweb:instance-metadata": {"GET": STUDIES},
+    "dicomweb:frames": {"GET": STUDIES},
+    "dicomweb:bulkdata": {"GET": STUDIES},
+    "dicomweb:study-rendered": {"GET": STUDIES},
+    "dicomweb:study-thumbnail": {"GET": STUDIES},
+    "dicomweb:series-rendered": {"GET": STUDIES},
+    "dicomweb:series-thumbnail": {"GET": STUDIES},
+    "dicomweb:instance-rendered": {"GET": STUDIES},
+    "dicomweb:instance-thumbnail": {"GET": STUDIES},
+    "dicomweb:frames-rendered": {"GET": STUDIES},
+    "dicomweb:frames-thumbnail": {"GET": STUDIES},
     "audit:event-list": {"GET": Permission.VIEW_AUDIT},
     "audit:event-export": {"GET": Permission.VIEW_AUDIT},
     "audit:event-detail": {"GET": Permission.VIEW_AUDIT},
@@ -85,9 +88,9 @@ EXPECTED: dict[str, dict[str, str]] = {
     "reports:sign": {"POST": READ},
     "reports:addendum": {"POST": Permission.SIGN_REPORTS},
     "reports:versions": {"GET": READ},
-    "viewer:app-config": {"GET": VIEW},
-    "viewer:iid": {"GET": VIEW},
-    "viewer:serve": {"GET": VIEW},
+    "viewer:app-config": {"GET": STUDIES},
+    "viewer:iid": {"GET": STUDIES},
+    "viewer:serve": {"GET": STUDIES},
     "reading:worklist": {"GET": Permission.READ_EXAMS, "POST": Permission.READ_EXAMS},
     "reading:view-save": {"POST": Permission.READ_EXAMS},
     "reading:view-delete": {"POST": Permission.READ_EXAMS},
@@ -105,9 +108,9 @@ EXPECTED: dict[str, dict[str, str]] = {
     # Readers see their own figures; lead radiologists see everyone's.
     "turnaround:figures": {"GET": READ},
     "turnaround:csv": {"GET": READ},
-    "report-pdf:pdf": {"GET": VIEW},
-    "fhir:diagnosticreport-search": {"GET": VIEW},
-    "fhir:diagnosticreport": {"GET": VIEW},
+    "report-pdf:pdf": {"GET": STUDIES},
+    "fhir:diagnosticreport-search": {"GET": STUDIES},
+    "fhir:diagnosticreport": {"GET": STUDIES},
     "notifications:list": {"GET": OWN},
     "notifications:badge": {"GET": OWN},
     "notifications:read": {"POST": OWN},
@@ -124,6 +127,10 @@ EXPECTED: dict[str, dict[str, str]] = {
     "questions:reply": {"POST": ASK},
     "questions:answered": {"POST": Permission.ANSWER_QUESTIONS},
     "questions:close": {"POST": ASK},
+    # The clinicians' portal; each view then shows only the clinician's own exams.
+    "portal:exam-list": {"GET": REFERRED, "POST": REFERRED},
+    "portal:exam": {"GET": REFERRED},
+    "portal:acknowledge": {"POST": REFERRED},
 }
 
 # Programs get 401 instead of the login page's redirect.
@@ -199,6 +206,8 @@ def expected_outcome(role: Role | None, name: str, need: str) -> str:
     if need == PUBLIC:
         return "allowed"
     granted = GRANTS[role] if role is not None else frozenset()
+    if isinstance(need, tuple):
+        return "allowed" if any(permission in granted for permission in need) else "denied"
     if need == ANY_SIGNED_IN_USER:
         # The home page sends each user on to the first page their roles open.
         if name == "home" and not any(permission in granted and url_exists(url_name) for url_name, permission in HOME_PAGES):
@@ -251,3 +260,25 @@ def test_admin_site_opens_only_to_roles_granting_it(make_user, role):
     else:
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_requires_several_permissions_opens_to_any(make_user):
+    from telerad.accounts.roles import declared_permission, meets_requirement, requires
+
+    @requires(VIEW, REFERRED)
+    def view(request):
+        raise AssertionError("never called")
+
+    assert declared_permission(view) == (VIEW, REFERRED)
+    assert meets_requirement(make_user("reader", "radiologist"), declared_permission(view))
+    assert meets_requirement(make_user("referrer", "clinician"), declared_permission(view))
+    assert not meets_requirement(make_user("booker", "scheduler"), declared_permission(view))
+
+
+def test_requires_rejects_empty_or_mixed_declaration():
+    from telerad.accounts.roles import requires
+
+    with pytest.raises(TypeError, match="no permission"):
+        requires()
+    with pytest.raises(TypeError, match="cannot be combined"):
+        requires(ANY_SIGNED_IN_USER, VIEW)

@@ -64,3 +64,21 @@ def test_demo_accounts_cover_the_reading_roles():
     roles = {role for _user, _password, names in DEMO_ACCOUNTS for role in names}
 
     assert {Role.RADIOLOGIST, Role.RESIDENT, Role.LEAD_RADIOLOGIST, Role.TECHNOLOGIST, Role.AUDITOR, Role.ADMINISTRATOR} <= {Role(name) for name in roles}
+
+
+@pytest.mark.django_db
+def test_demo_history_is_referred_by_demo_clinician(tmp_path, storage, make_user):
+    from telerad.clinicians import grants
+    from telerad.core.demo import DEMO_CLINICIAN, DEMO_REFERRING_PHYSICIAN
+    from telerad.reading.exams import sync_exams
+    from telerad.reading.models import Exam
+
+    clinician = make_user(DEMO_CLINICIAN, "clinician")
+    grants.set_dicom_names(clinician, [DEMO_REFERRING_PHYSICIAN], actor="demo")
+    for path in write_patient_history(tmp_path):
+        store_file(path.read_bytes(), source=Source("import", user="demo"), storage=storage)
+
+    sync_exams(storage=storage)
+
+    accessions = [accession for _date, accession, _description in PATIENT_HISTORY]
+    assert set(Exam.objects.filter(referring_clinician=clinician).values_list("accession_number", flat=True)) == set(accessions)

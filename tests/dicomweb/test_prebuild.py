@@ -57,6 +57,6 @@ def test_metadata_leaves_out_a_zero_pixel_spacing(sample_file):
     result = store_file(sample_file("RG1_UNCR.dcm").read_bytes(), source=SOURCE)
     prebuild.build_study(result.study_instance_uid)
 
-    document = metadata.documents([(instance, None) for instance in wado.find({"study": result.study_instance_uid}).instances])[0]
+    document = metadata.documents([(instance, None) for instance in wado.find({"study": result.study_instance_uid}, None).instances])[0]
 
     assert json.loads(document)["00280030"] == {"vr": "DS"}

@@ -58,7 +58,7 @@ def test_api_refuses_anonymous(final_report):
 
 def test_api_refuses_wrong_role(final_report, make_user):
     client = Client()
-    client.force_login(make_user("referrer", "clinician"))
+    client.force_login(make_user("booker", "scheduler"))
 
     assert client.get(f"/fhir/DiagnosticReport/{final_report.exam_id}").status_code == 403
     assert client.get("/fhir/DiagnosticReport", {"identifier": "ACC1001"}).status_code == 403

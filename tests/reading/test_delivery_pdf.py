@@ -79,9 +79,19 @@ def test_pdf_view_exports_and_audits(final_report, make_user):
     assert event.study_instance_uid == final_report.exam.studies.get().study_instance_uid
 
 
-def test_pdf_view_refuses_clinician(final_report, make_user):
+def test_pdf_view_hides_report_from_other_clinician(final_report, make_user):
     client = Client()
     client.force_login(make_user("referrer", "clinician"))
+
+    response = client.get(f"/reports/pdf/{final_report.pk}/")
+
+    assert response.status_code == 404
+    assert not AuditEvent.objects.filter(action="report-exported").exists()
+
+
+def test_pdf_view_refuses_role_without_studies(final_report, make_user):
+    client = Client()
+    client.force_login(make_user("booker", "scheduler"))
 
     response = client.get(f"/reports/pdf/{final_report.pk}/")
 

@@ -22,6 +22,12 @@ ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
             for model in ("subspecialty", "subspecialtyrule", "reader")
             for action in ("view", "add", "change", "delete")
         ),
+        # Which exams clinicians see besides those they referred, and the names that match them to exams.
+        *(
+            f"clinicians.{action}_{model}"
+            for model in ("cliniciangrant", "clinicianprofile")
+            for action in ("view", "add", "change", "delete")
+        ),
     }),
     # The archive's records are read-only in the admin, for those who may see patient data.
     Permission.VIEW_STUDIES: frozenset(f"archive.view_{model}" for model in ("patient", "study", "series", "instance")),

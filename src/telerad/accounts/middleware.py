@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.template import loader
 from django.utils.translation import gettext as _
 
-from telerad.accounts.roles import ANY_SIGNED_IN_USER, declared_permission, has_permission
+from telerad.accounts.roles import ANY_SIGNED_IN_USER, declared_permission, meets_requirement
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def forbidden(request: HttpRequest, view: Callable[..., Any], message: str) -> H
 
 
 class PermissionMiddleware:
-    """Let a signed-in user reach a view only when one of their roles grants its declared permission.
+    """Let a signed-in user reach a view only when one of their roles grants its declared permission (or one of several).
 
     Anonymous requests pass through. LoginRequiredMiddleware sends them to the
     login page, and views marked ``login_not_required`` (the login page, the
@@ -67,7 +67,8 @@ class PermissionMiddleware:
             return forbidden(request, view, _("This page is not open to any role."))
         if permission == ANY_SIGNED_IN_USER:
             return None
-        if not has_permission(request.user, permission):
-            logger.info("denied %s to user %s: missing permission %s", request.path, request.user.get_username(), permission)
+        if not meets_requirement(request.user, permission):
+            missing = " or ".join(permission) if isinstance(permission, tuple) else permission
+            logger.info("denied %s to user %s: missing permission %s", request.path, request.user.get_username(), missing)
             return forbidden(request, view, _("Your role does not allow this."))
         return None

@@ -50,6 +50,10 @@ class Permission(enum.StrEnum):
     MANAGE_OWN_ACCOUNT = "manage-own-account"
     # Every study of the archive: study list and pages, viewer, QIDO-RS, WADO-RS.
     VIEW_STUDIES = "view-studies"
+    # The exams a clinician referred or was granted, with their signed reports
+    # and images: the portal, and the viewer, DICOMweb, report PDF and FHIR,
+    # each limited to those exams (see telerad.clinicians.access).
+    VIEW_REFERRED_STUDIES = "view-referred-studies"
     # Adding instances over the web (STOW-RS).
     STORE_STUDIES = "store-studies"
     MANAGE_USERS = "manage-users"
@@ -94,7 +98,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         Permission.ASK_QUESTIONS,
     }),
     # Clinicians see only their own patients' exams, through the portal.
-    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.ASK_QUESTIONS}),
+    Role.CLINICIAN: frozenset({Permission.MANAGE_OWN_ACCOUNT, Permission.VIEW_REFERRED_STUDIES, Permission.ASK_QUESTIONS}),
     Role.SCHEDULER: frozenset({Permission.MANAGE_OWN_ACCOUNT}),
     Role.ADMINISTRATOR: frozenset({
         Permission.MANAGE_OWN_ACCOUNT, Permission.MANAGE_USERS, Permission.MANAGE_REMOTE_AES, Permission.USE_ADMIN_SITE,
@@ -107,6 +111,10 @@ GRANTS: dict[Role, frozenset[Permission]] = {
 # Declared by views that every signed-in user may reach whatever their roles,
 # such as the home page, which then sends each user on by role.
 ANY_SIGNED_IN_USER = "any-signed-in-user"
+
+# The need a view declares: one permission, ANY_SIGNED_IN_USER, or a tuple
+# of permissions, any one of which opens the view.
+Requirement = Permission | str | tuple[Permission, ...]
 
 # The attribute a view carries to declare what it needs.
 VIEW_PERMISSION_ATTRIBUTE = "telerad_permission"
@@ -150,6 +158,16 @@ def has_permission(user: AbstractBaseUser | AnonymousUser, permission: Permissio
     return permission in user_permissions(user)
 
 
+def meets_requirement(user: AbstractBaseUser | AnonymousUser, requirement: Requirement) -> bool:
+    """Return whether `user` has the permission that `requirement` names, or any one of its tuple of permissions."""
+    if requirement == ANY_SIGNED_IN_USER:
+        return user.is_authenticated
+    granted = user_permissions(user)
+    if isinstance(requirement, tuple):
+        return any(permission in granted for permission in requirement)
+    return requirement in granted
+
+
 def set_roles(user: AbstractBaseUser, roles: Iterable[Role]) -> None:
     """Give `user` exactly `roles`, and staff status when one of them opens the Django admin."""
     requested = set(roles)
@@ -162,15 +180,23 @@ def set_roles(user: AbstractBaseUser, roles: Iterable[Role]) -> None:
         delattr(user, _CACHE_ATTRIBUTE)
 
 
-def requires(permission: Permission | str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare the permission a view needs; :class:`telerad.accounts.middleware.PermissionMiddleware` enforces it."""
+def requires(*permissions: Permission | str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare the permission a view needs, or several permissions, any one of which opens it.
+
+    :class:`telerad.accounts.middleware.PermissionMiddleware` enforces it.
+    """
+    if not permissions:
+        raise TypeError("requires() got no permission; name at least one")
+    if len(permissions) > 1 and ANY_SIGNED_IN_USER in permissions:
+        raise TypeError("ANY_SIGNED_IN_USER cannot be combined with other permissions")
+    requirement: Requirement = permissions[0] if len(permissions) == 1 else tuple(Permission(permission) for permission in permissions)
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(view, VIEW_PERMISSION_ATTRIBUTE, permission)
+        setattr(view, VIEW_PERMISSION_ATTRIBUTE, requirement)
         return view
 
     return decorate
 
 
-def declared_permission(view: Callable[..., Any]) -> Permission | str | None:
+def declared_permission(view: Callable[..., Any]) -> Requirement | None:
     return getattr(view, VIEW_PERMISSION_ATTRIBUTE, None)

@@ -202,12 +202,15 @@ def compile_query(
     relational: bool = False,
     fuzzy_names: bool = False,
     combined_datetime: bool = False,
+    study_scope: QuerySet[Study] | None = None,
 ) -> CompiledQuery:
     """Validate a query and build its queryset; raise InvalidQuery naming the first key that breaks a rule.
 
     `identifier` maps DICOM keywords to query values as text: an empty value
     requests the key without matching on it. Values that are not text, such
     as sequences, are not matched and their keys are returned empty.
+    `study_scope`, a subquery of study primary keys, limits the matches to
+    those studies and what they contain, and the patient totals to them.
     """
     query_level = _check_level(level, root)
     table = LEVEL_TABLES[query_level]
@@ -217,7 +220,9 @@ def compile_query(
         _check_unique_keys(query_level, root, values)
 
     plan = _plan_keys(values, table, relational)
-    queryset = _annotate_patient_aggregates(MODELS[table].objects.all(), table, plan.aggregates)
+    queryset = _annotate_patient_aggregates(MODELS[table].objects.all(), table, plan.aggregates, study_scope)
+    if study_scope is not None:
+        queryset = queryset.filter(_scope_condition(table, study_scope))
     queryset = queryset.filter(_conditions(plan.upper, table, options))
     if plan.lower:
         queryset = queryset.filter(_lower_level_condition(plan.lower, table, options))
@@ -343,10 +348,23 @@ def _key_path(key: QueryKey, table: str) -> str:
     return _joined(_relation_path(table, key.table), key.column)
 
 
-def _annotate_patient_aggregates(queryset: QuerySet[Any], table: str, keys: list[QueryKey]) -> QuerySet[Any]:
+def _scope_condition(table: str, study_scope: QuerySet[Study]) -> Q:
+    """Keep rows of `table` that belong to a study of the scope; patients with at least one such study."""
+    if table == "patient":
+        return Q(pk__in=Study.objects.filter(pk__in=study_scope).values("patient"))
+    study = _relation_path(table, "study")
+    return Q(**{_joined(study, "in") if study else "pk__in": study_scope})
+
+
+def _annotate_patient_aggregates(
+    queryset: QuerySet[Any], table: str, keys: list[QueryKey], study_scope: QuerySet[Study] | None = None,
+) -> QuerySet[Any]:
     patient = _relation_path(table, "patient") or "pk"
     for key in keys:
-        studies = Study.objects.filter(patient=OuterRef(patient)).order_by().values("patient")
+        studies = Study.objects.filter(patient=OuterRef(patient))
+        if study_scope is not None:
+            studies = studies.filter(pk__in=study_scope)
+        studies = studies.order_by().values("patient")
         total = studies.annotate(total=PATIENT_AGGREGATES[key.keyword]()).values("total")
         queryset = queryset.annotate(**{key.column: Coalesce(Subquery(total, output_field=IntegerField()), 0)})
     return queryset
@@ -532,6 +550,23 @@ def _name_condition(path: str, name: str, *, groups_indexed: bool) -> Q:
     patients = Patient.objects.order_by().values("pk")
     with_groups = Q(HasComponentGroups(path)) & later_groups
     return Q(pk__in=patients.filter(first_group).union(patients.filter(with_groups)))
+
+
+def name_search_condition(folded_path: str, text: str) -> Q:
+    """Match a patient name typed in a search form by prefix on any word of the name, ignoring case and accents.
+
+    A word matches at the start of the name or right after a separator of
+    NAME_WORD_SEPARATORS, so that "jerome" finds "Buc^Jérôme" and "berg"
+    finds "van den Berg^Jan". "Buc, Jérôme" is read as the PN form
+    "Buc^Jérôme", so that the readable form shown in lists can be searched
+    as it is.
+    """
+    folded = fold("^".join(part.strip() for part in text.split(",")))
+    pattern = folded if folded.endswith("*") else folded + "*"
+    condition = Q(WildcardMatch(F(folded_path), pattern))
+    for separator in NAME_WORD_SEPARATORS:
+        condition |= Q(WildcardMatch(F(folded_path), f"*{separator}{pattern}"))
+    return condition
 
 
 def _fuzzy_name_condition(path: str, name: str) -> Q:

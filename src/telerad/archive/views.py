@@ -20,18 +20,13 @@ from django.utils.translation import gettext_lazy as _
 
 from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Instance, Patient, Series, Study
-from telerad.archive.query import WildcardMatch
-from telerad.archive.names import fold
+from telerad.archive.query import WildcardMatch, name_search_condition
 from telerad.audit import events as audit
 from telerad.core import searches
 
 STUDIES_PER_PAGE = 50
 # The list's order, served by the index study_newest_first.
 NEWEST_FIRST = ("-study_date", "-study_time", "-id")
-# A name search matches at the start of the name or right after one of these:
-# the PN component and group separators (PS3.5 6.2.1), a space and a hyphen,
-# so that "jerome" finds "Buc^Jérôme" and "berg" finds "van den Berg^Jan".
-NAME_WORD_SEPARATORS = ("^", "=", " ", "-")
 # Maximum lengths (PS3.5 6.2): a PN value of three 64-character groups with
 # their two "=" separators, a Long String (LO) and a Short String (SH).
 PERSON_NAME_MAX_LENGTH = 3 * 64 + 2
@@ -53,17 +48,7 @@ def _text_condition(field: str, text: str) -> Q:
 
 
 def _name_condition(text: str) -> Q:
-    """Match a patient name search by prefix on any word of the name, ignoring case and accents.
-
-    "Buc, Jérôme" is read as the PN form "Buc^Jérôme", so that the readable
-    form shown in the list can be searched as it is.
-    """
-    folded = fold("^".join(part.strip() for part in text.split(",")))
-    pattern = folded if folded.endswith("*") else folded + "*"
-    condition = Q(WildcardMatch(F("patient_name_folded"), pattern))
-    for separator in NAME_WORD_SEPARATORS:
-        condition |= Q(WildcardMatch(F("patient_name_folded"), f"*{separator}{pattern}"))
-    return condition
+    return name_search_condition("patient_name_folded", text)
 
 
 def _dicom_date(value: datetime.date) -> str:

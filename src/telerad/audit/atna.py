@@ -162,6 +162,9 @@ EVENT_CODES: dict[Action, EventCoding] = {
     Action.QUESTION_VIEWED: EventCoding(PROCEDURE_RECORD, "R"),
     # The list is a search of the threads, like the worklist of the exams.
     Action.QUESTION_LIST_VIEWED: EventCoding(QUERY, "E"),
+    Action.PORTAL_LIST_VIEWED: EventCoding(QUERY, "E"),
+    # A grant changes which patients' records a user may open, as a role change does.
+    Action.CLINICIAN_ACCESS_CHANGED: EventCoding(SECURITY_ALERT, "E", USER_SECURITY_ATTRIBUTES_CHANGED),
 }
 
 # An event whose action this version does not know (written by a newer one)

@@ -102,6 +102,10 @@ class Action(enum.StrEnum):
     QUESTION_STATE_CHANGED = "question-state-changed"
     QUESTION_VIEWED = "question-viewed"
     QUESTION_LIST_VIEWED = "question-list-viewed"
+    # The list of a clinician's exams in the portal, opened or searched.
+    PORTAL_LIST_VIEWED = "portal-list-viewed"
+    # A clinician's grant of a patient or department added, changed or revoked, or their DICOM names changed.
+    CLINICIAN_ACCESS_CHANGED = "clinician-access-changed"
 
 
 class Outcome(enum.IntEnum):

@@ -81,6 +81,8 @@ ACTION_LABELS = {
     Action.QUESTION_STATE_CHANGED: _("Question state changed"),
     Action.QUESTION_VIEWED: _("Question viewed"),
     Action.QUESTION_LIST_VIEWED: _("Question list viewed"),
+    Action.PORTAL_LIST_VIEWED: _("Portal exam list viewed"),
+    Action.CLINICIAN_ACCESS_CHANGED: _("Clinician access changed"),
 }
 
 

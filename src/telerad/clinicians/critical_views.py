@@ -16,6 +16,7 @@ from telerad.accounts.middleware import forbidden
 from telerad.accounts.roles import Permission, has_permission, requires
 from telerad.audit import events as audit
 from telerad.clinicians import critical, notifications
+from telerad.clinicians.access import can_view_exam
 from telerad.clinicians.models import CriticalResult
 from telerad.reading.reports import audit_fields, exam_label
 
@@ -50,6 +51,7 @@ def critical_result(request: HttpRequest, result_pk: int) -> HttpResponse:
         "signed": result.signed_report,
         "impression": critical.impression_of(result.signed_report),
         "can_open_exam": has_permission(request.user, Permission.READ_EXAMS),
+        "can_open_in_portal": has_permission(request.user, Permission.VIEW_REFERRED_STUDIES) and can_view_exam(request.user, result.exam),
     }
     return render(request, "clinicians/critical_result.html", context)
 

@@ -1,9 +1,10 @@
-"""Notifications, the e-mail preferences and outbox behind them, critical results awaiting acknowledgement, and question threads."""
+"""Notifications, the e-mail preferences and outbox behind them, critical results awaiting acknowledgement, clinicians' access to exams, and question threads."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -132,6 +133,86 @@ class CriticalResult(models.Model):
     @property
     def escalated_to_label(self) -> str:
         return self.escalated_to.get_username() if self.escalated_to is not None else self.escalated_to_address
+
+
+class ClinicianProfile(models.Model):
+    """The names a clinician has in DICOM headers, by which exam creation matches Referring Physician's Name to their account."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="clinician_profile", verbose_name=_("clinician"),
+    )
+    dicom_names = models.TextField(
+        _("names in DICOM headers"), blank=True,
+        help_text=_(
+            "One name per line, written as DICOM person names are: FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX, such as WELBY^MARCUS. "
+            "Case and empty trailing components do not matter."
+        ),
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("clinician profile")
+
+    def __str__(self) -> str:
+        return self.user.get_username()
+
+    def name_list(self) -> list[str]:
+        return [line.strip() for line in self.dicom_names.splitlines() if line.strip()]
+
+
+class ClinicianGrant(models.Model):
+    """An administrator's grant to a clinician: the exams of one patient, or of one ward or department.
+
+    Exactly one of `patient` and `department` is set. A department grant
+    matches exams whose department is equal, ignoring case and surrounding
+    spaces. A grant with an expiry time stops counting at that time.
+    """
+
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="clinician_grants", verbose_name=_("clinician"),
+    )
+    patient = models.ForeignKey(
+        "archive.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="clinician_grants", verbose_name=_("patient"),
+    )
+    department = models.CharField(_("ward or department"), max_length=200, blank=True)
+    # The user name of the administrator, or "cli" for the command line.
+    granted_by = models.CharField(_("granted by"), max_length=150)
+    granted_at = models.DateTimeField(_("granted"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        verbose_name = _("clinician grant")
+        ordering = ["clinician_id", "granted_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(patient__isnull=False) & models.Q(department=""))
+                | (models.Q(patient__isnull=True) & ~models.Q(department="")),
+                name="clinician_grant_patient_or_department",
+                violation_error_message=_("Give either a patient or a ward or department: one of them, not both."),
+            ),
+            models.UniqueConstraint(
+                fields=["clinician", "patient"], condition=models.Q(patient__isnull=False), name="clinician_grant_unique_patient",
+                violation_error_message=_("This clinician has a grant for this patient already."),
+            ),
+            models.UniqueConstraint(
+                Lower("department"), "clinician", condition=~models.Q(department=""), name="clinician_grant_unique_department",
+                violation_error_message=_("This clinician has a grant for this ward or department already."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target_label} for {self.clinician.get_username()}"
+
+    @property
+    def target_label(self) -> str:
+        """The Patient ID or the department that the grant opens, never a patient name."""
+        if self.patient_id is not None:
+            return f"patient {self.patient.patient_id or self.patient_id}"
+        return f"department {self.department}"
+
+    def is_active(self, now=None) -> bool:
+        return self.expires_at is None or self.expires_at > (now or timezone.now())
 
 
 # The question threads live in their own module of this app.

@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
-from telerad.clinicians import notifications
+from telerad.clinicians import access, notifications
 from telerad.clinicians.models import NotificationKind
 from telerad.clinicians.question_models import Assignment, Question, QuestionMessage, QuestionState
 from telerad.clinicians.question_routing import choose_radiologist
@@ -48,17 +48,6 @@ class QuestionActionRejected(Exception):
 # Access
 
 
-def _clinician_may_see(user: AbstractBaseUser, exam: Exam) -> bool:
-    # NOTE: the referring clinician only, until the portal's exam visibility
-    # (telerad.clinicians.access.can_view_exam) replaces this check.
-    return exam.referring_clinician_id == user.pk
-
-
-def _clinician_visible_exams(user: AbstractBaseUser) -> QuerySet[Exam]:
-    # NOTE: to be replaced with telerad.clinicians.access.visible_exams, together with _clinician_may_see.
-    return Exam.objects.filter(referring_clinician=user)
-
-
 def sees_every_thread(user: AbstractBaseUser) -> bool:
     return has_permission(user, Permission.ASK_QUESTIONS) and any(has_permission(user, permission) for permission in STAFF_PERMISSIONS)
 
@@ -70,7 +59,7 @@ def _may_access(user: AbstractBaseUser, exam: Exam, question: Question | None) -
         return True
     if question is not None and question.opened_by_id != user.pk:
         return False
-    return _clinician_may_see(user, exam)
+    return access.can_view_exam(user, exam)
 
 
 def may_ask(user: AbstractBaseUser, exam: Exam) -> bool:
@@ -97,7 +86,7 @@ def visible_questions(user: AbstractBaseUser) -> QuerySet[Question]:
         return Question.objects.none()
     if sees_every_thread(user):
         return Question.objects.all()
-    return Question.objects.filter(opened_by=user, exam__in=_clinician_visible_exams(user))
+    return Question.objects.filter(opened_by=user, exam__in=access.visible_exams(user))
 
 
 # Changes

@@ -114,6 +114,11 @@ PATIENT_HISTORY = (
     ("20251118", "DEMO-CT-2025", "CT head, prior"),
     ("20231115", "DEMO-CT-2023", "CT head, earlier prior"),
 )
+# The demo's referring physician, as the history's headers name them, and
+# the demo account whose clinician profile lists that name, so that the
+# exams of PATIENT_HISTORY appear in that account's portal.
+DEMO_REFERRING_PHYSICIAN = "WELBY^MARCUS"
+DEMO_CLINICIAN = "clinician"
 # The order details of the current study. They make its exam urgent, so it
 # tops the worklist, and give it a clinical question. The priors have none.
 CURRENT_ORDER = {
@@ -153,6 +158,7 @@ def write_patient_history(target: Path) -> list[Path]:
         dataset.AccessionNumber = accession
         dataset.StudyDescription = description
         dataset.StudyID = accession[-4:]
+        dataset.ReferringPhysicianName = DEMO_REFERRING_PHYSICIAN
         if accession == PATIENT_HISTORY[0][1]:
             for keyword, value in CURRENT_ORDER.items():
                 setattr(dataset, keyword, value)

@@ -15,6 +15,7 @@ from telerad.accounts.roles import ANY_SIGNED_IN_USER, Permission, requires, use
 HOME_PAGES = (
     ("reading:worklist", Permission.READ_EXAMS),
     ("archive:study-list", Permission.VIEW_STUDIES),
+    ("portal:exam-list", Permission.VIEW_REFERRED_STUDIES),
     ("audit:event-list", Permission.VIEW_AUDIT),
     ("admin:index", Permission.USE_ADMIN_SITE),
     ("account:home", Permission.MANAGE_OWN_ACCOUNT),

@@ -55,7 +55,7 @@ def build_study(study_instance_uid: str) -> int:
     from telerad.dicomweb.http import DicomwebError
 
     try:
-        found = wado.find({"study": study_instance_uid}, with_metadata=True)
+        found = wado.find({"study": study_instance_uid}, None, with_metadata=True)
     except DicomwebError:
         # Deleted, or never indexed: nothing to build.
         return 0

@@ -23,6 +23,7 @@ from json.encoder import encode_basestring as encode_json_string
 from typing import Any, Callable
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -40,6 +41,7 @@ from telerad.archive.query import (
     compile_query,
 )
 from telerad.audit import events as audit
+from telerad.clinicians.access import visible_study_ids
 from telerad.dicomweb.accept import Offer, choose, not_acceptable
 from telerad.dicomweb.http import DicomwebError, endpoint, record_access
 
@@ -149,19 +151,19 @@ class SearchRequest:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def search_studies(request: HttpRequest, **resource: Any) -> HttpResponse:
     return _search(request, Resource(Level.STUDY))
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def search_series(request: HttpRequest, *, study: str = "", **resource: Any) -> HttpResponse:
     return _search(request, Resource(Level.SERIES, study=study))
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def search_instances(request: HttpRequest, *, study: str = "", series: str = "", **resource: Any) -> HttpResponse:
     return _search(request, Resource(Level.IMAGE, study=study, series=series))
 
@@ -172,7 +174,9 @@ def _search(request: HttpRequest, resource: Resource) -> HttpResponse:
     try:
         offer = _negotiate(request)
         search = _read_parameters(request.GET, resource)
-        compiled = _compile(search)
+        # A clinician's search matches only their own studies, so the results,
+        # their paging, their counts and the Warning header come from those alone.
+        compiled = _compile(search, study_scope=visible_study_ids(request.user))
         results, more, returned = _results(request, search, compiled)
     except DicomwebError as error:
         _record(request, resource, started, outcome=audit.Outcome.MINOR_FAILURE, detail=f"status {error.status}: {error.message}", status=error.status)
@@ -354,10 +358,10 @@ def _integer_parameter(parameters: QueryDict, name: str, *, minimum: int) -> int
     return int(text)
 
 
-def _compile(search: SearchRequest) -> CompiledQuery:
+def _compile(search: SearchRequest, *, study_scope: QuerySet[Study] | None) -> CompiledQuery:
     try:
         return compile_query(
-            str(search.resource.level), search.identifier, relational=True, fuzzy_names=search.fuzzy_names,
+            str(search.resource.level), search.identifier, relational=True, fuzzy_names=search.fuzzy_names, study_scope=study_scope,
         )
     except InvalidQuery as exc:
         raise DicomwebError(400, str(exc)) from None

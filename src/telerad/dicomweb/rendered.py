@@ -45,6 +45,7 @@ from telerad.accounts.roles import Permission, requires
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.events import Action
+from telerad.clinicians.access import AnyUser, restrict_to_visible_studies
 from telerad.dicomweb import imaging, thumbnails
 from telerad.dicomweb.accept import Offer, choose, not_acceptable
 from telerad.dicomweb.http import DicomwebError, endpoint, record_access
@@ -199,26 +200,29 @@ def negotiate(request: HttpRequest, *, single: bool, multipart: bool) -> Choice:
     return Choice(offer.media_type, multipart=False)
 
 
-# Resources: a missing one, or one outside the named study or series, is 404.
+# Resources: a missing one, one outside the named study or series, or one
+# of a study the user may not see, is 404.
 
 
-def _find_study(study: str) -> Study:
+def _find_study(user: AnyUser, study: str) -> Study:
     try:
-        return Study.objects.select_related("patient").get(study_instance_uid=study)
+        return restrict_to_visible_studies(Study.objects.select_related("patient"), user).get(study_instance_uid=study)
     except Study.DoesNotExist:
         raise DicomwebError(404, _("Study %(study)s not found.") % {"study": study}) from None
 
 
-def _find_series(study: str, series: str) -> Series:
+def _find_series(user: AnyUser, study: str, series: str) -> Series:
+    rows = restrict_to_visible_studies(Series.objects.select_related("study__patient"), user, "study")
     try:
-        return Series.objects.select_related("study__patient").get(series_instance_uid=series, study__study_instance_uid=study)
+        return rows.get(series_instance_uid=series, study__study_instance_uid=study)
     except Series.DoesNotExist:
         raise DicomwebError(404, _("Series %(series)s not found in study %(study)s.") % {"series": series, "study": study}) from None
 
 
-def _find_instance(study: str, series: str, instance: str) -> Instance:
+def _find_instance(user: AnyUser, study: str, series: str, instance: str) -> Instance:
+    rows = restrict_to_visible_studies(Instance.objects.select_related("series__study__patient"), user, "series__study")
     try:
-        return Instance.objects.select_related("series__study__patient").get(
+        return rows.get(
             sop_instance_uid=instance, series__series_instance_uid=series, series__study__study_instance_uid=study
         )
     except Instance.DoesNotExist:
@@ -322,16 +326,16 @@ def _render_instance(request: HttpRequest, row: Instance, frame_numbers: list[in
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def instance_rendered(request: HttpRequest, *, study: str, series: str, instance: str) -> HttpResponse:
-    row = _find_instance(study, series, instance)
+    row = _find_instance(request.user, study, series, instance)
     return _render_instance(request, row, list(range(1, (row.number_of_frames or 1) + 1)), explicit_frames=False)
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def frames_rendered(request: HttpRequest, *, study: str, series: str, instance: str, frames: list[int]) -> HttpResponse:
-    row = _find_instance(study, series, instance)
+    row = _find_instance(request.user, study, series, instance)
     _require_image(row)
     return _render_instance(request, row, _frame_numbers(row, frames), explicit_frames=True)
 
@@ -360,17 +364,17 @@ def _render_each(rows: list[Instance], parameters: RenderingParameters, media_ty
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def study_rendered(request: HttpRequest, *, study: str) -> HttpResponse:
-    study_row = _find_study(study)
+    study_row = _find_study(request.user, study)
     rows = list(_image_instances(Instance.objects.filter(series__study=study_row)))
     return _render_instances(request, study_row, rows)
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def series_rendered(request: HttpRequest, *, study: str, series: str) -> HttpResponse:
-    series_row = _find_series(study, series)
+    series_row = _find_series(request.user, study, series)
     rows = list(_image_instances(Instance.objects.filter(series=series_row)))
     return _render_instances(request, series_row.study, rows)
 
@@ -410,9 +414,9 @@ def _middle(rows: QuerySet[Instance]) -> Instance | None:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def study_thumbnail(request: HttpRequest, *, study: str) -> HttpResponse:
-    study_row = _find_study(study)
+    study_row = _find_study(request.user, study)
     first_image = _image_instances(Instance.objects.filter(series__study=study_row)).first()
     if first_image is None:
         return _thumbnail(request, None)
@@ -420,21 +424,21 @@ def study_thumbnail(request: HttpRequest, *, study: str) -> HttpResponse:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def series_thumbnail(request: HttpRequest, *, study: str, series: str) -> HttpResponse:
-    series_row = _find_series(study, series)
+    series_row = _find_series(request.user, study, series)
     return _thumbnail(request, _middle(_image_instances(Instance.objects.filter(series=series_row))))
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def instance_thumbnail(request: HttpRequest, *, study: str, series: str, instance: str) -> HttpResponse:
-    return _thumbnail(request, _find_instance(study, series, instance))
+    return _thumbnail(request, _find_instance(request.user, study, series, instance))
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def frames_thumbnail(request: HttpRequest, *, study: str, series: str, instance: str, frames: list[int]) -> HttpResponse:
-    row = _find_instance(study, series, instance)
+    row = _find_instance(request.user, study, series, instance)
     _require_image(row)
     return _thumbnail(request, row, _frame_numbers(row, frames)[0])

@@ -28,6 +28,7 @@ from telerad.accounts.roles import Permission, requires
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.events import Action
+from telerad.clinicians.access import AnyUser, restrict_to_visible_studies
 from telerad.dicomweb import bulkdata, frames, metadata
 from telerad.dicomweb.accept import MediaRange, Offer, choose, not_acceptable
 from telerad.dicomweb.http import DicomwebError, endpoint, record_access
@@ -64,10 +65,17 @@ class Found:
 # Lookup ---------------------------------------------------------------------
 
 
-def find(resource: dict[str, Any], *, with_metadata: bool = False) -> Found:
-    """Return the instances of the study, series or instance named by the URL, or raise 404 naming what is missing."""
+def find(resource: dict[str, Any], user: AnyUser | None, *, with_metadata: bool = False) -> Found:
+    """Return the instances of the study, series or instance named by the URL, or raise 404 naming what is missing.
+
+    A study that `user` may not see is missing too, with the same message.
+    Background work that serves no user passes None and finds any study.
+    """
     study_uid = resource["study"]
-    study = Study.objects.select_related("patient").filter(study_instance_uid=study_uid).first()
+    studies = Study.objects.select_related("patient")
+    if user is not None:
+        studies = restrict_to_visible_studies(studies, user)
+    study = studies.filter(study_instance_uid=study_uid).first()
     if study is None:
         raise DicomwebError(404, _("Study %(study)s not found.") % {"study": study_uid})
 
@@ -158,25 +166,25 @@ def negotiate(request: HttpRequest, offers: list[Offer]) -> tuple[Offer, MediaRa
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def retrieve_study(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def retrieve_series(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def retrieve_instance(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _retrieve(request, resource)
 
 
 def _retrieve(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBase:
-    found = find(resource)
+    found = find(resource, request.user)
     target = _instance_syntax(request, {instance.transfer_syntax_uid for instance in found.instances})
     require_files(found.instances)
 
@@ -227,25 +235,25 @@ def _transcoded(instance: InstanceFile) -> Iterator[bytes]:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def study_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def series_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def instance_metadata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     return _metadata(request, resource)
 
 
 def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBase:
-    found = find(resource, with_metadata=True)
+    found = find(resource, request.user, with_metadata=True)
     offer, _range = negotiate(request, [Offer(DICOM_JSON), Offer("application/json")])
     require_files(instance for instance, cached in zip(found.instances, found.cached_metadata) if cached is None)
 
@@ -282,9 +290,9 @@ def _gzipped(request: HttpRequest, response: HttpResponse) -> HttpResponse:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
-    found = find(resource)
+    found = find(resource, request.user)
     instance = found.instances[0]
     require_files([instance])
     location = _pixel_data(instance)
@@ -304,13 +312,13 @@ def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     try:
         steps = bulkdata.parse_tag_path(resource["attribute"])
     except bulkdata.InvalidTagPath as exc:
         raise DicomwebError(400, str(exc)) from None
-    found = find(resource)
+    found = find(resource, request.user)
     instance = found.instances[0]
     require_files([instance])
 

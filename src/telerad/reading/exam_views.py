@@ -162,7 +162,8 @@ def reassign_claim(request: HttpRequest, exam_pk: int) -> HttpResponse:
 class ExamDetailsForm(forms.ModelForm):
     class Meta:
         model = Exam
-        fields = ["priority", "subspecialty", "referring_clinician", "reason_for_study", "clinical_history"]
+        fields = ["priority", "subspecialty", "referring_clinician", "department", "reason_for_study", "clinical_history"]
+        help_texts = {"department": gettext_lazy("The ward or department that asked for the exam. Clinicians granted it see the exam.")}
         widgets = {
             "reason_for_study": forms.Textarea(attrs={"rows": 3}),
             "clinical_history": forms.Textarea(attrs={"rows": 5}),
@@ -179,7 +180,7 @@ class ExamDetailsForm(forms.ModelForm):
 @requires(Permission.EDIT_EXAM_DETAILS)
 @require_http_methods(["GET", "POST"])
 def edit_exam_details(request: HttpRequest, exam_pk: int) -> HttpResponse:
-    """Complete or correct the exam's clinical information, priority, subspecialty and referring clinician."""
+    """Complete or correct the exam's clinical information, priority, subspecialty, referring clinician and department."""
     claims.record_activity(exam_pk, request.user)
     exam = get_object_or_404(Exam.objects.select_related("patient"), pk=exam_pk)
     first_uid = ExamStudy.objects.filter(exam=exam).order_by("id").values_list("study__study_instance_uid", flat=True).first() or ""

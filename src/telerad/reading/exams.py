@@ -7,9 +7,11 @@ a study of reports, presentation states, waveforms or radiotherapy plans
 alone joins the exam of its accession number when there is one, and waits
 for images otherwise. It reads the header of one stored instance (without pixel data) for the
 order information that the index does not keep: requested procedure, reason,
-history, priority, institution. It runs in a background thread of the
-servers (see :mod:`telerad.reading.background`) and from ``telerad exams
-sync``, whatever path the study came in by. Every run starts from the
+history, priority, institution, department. A new exam's Referring
+Physician's Name gives it a referring clinician when exactly one clinician's
+profile lists the name (see :mod:`telerad.clinicians.matching`). It runs in
+a background thread of the servers (see :mod:`telerad.reading.background`)
+and from ``telerad exams sync``, whatever path the study came in by. Every run starts from the
 database, so several processes may run it at once: the unique constraints on
 exams and study links decide which process creates a row, and the other one
 links to it.
@@ -34,12 +36,15 @@ from pydicom.uid import UID
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.archive.storage import FileStorage
+from telerad.clinicians.matching import ClinicianMatcher, assign_matched_clinician, record_match
 from telerad.reading.delivery.dicom_objects import report_uid
 from telerad.reading.models import Exam, ExamStatus, ExamStudy, ExamSyncState, Priority, Report, SignedReport, SubspecialtyRule
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# The length of Exam.department. Values of valid headers are shorter, because an LO value has at most 64 characters.
+DEPARTMENT_MAX_LENGTH = 200
 # A study row becomes visible to other processes when its ingest transaction
 # commits, a moment after its created_at. Each run therefore looks back this
 # far before the start of the previous run, so that a late commit is found.
@@ -71,6 +76,8 @@ HEADER_KEYWORDS = [
     "BodyPartExamined",
     "InstitutionName",
     "ReferringPhysicianName",
+    "RequestingService",
+    "CurrentPatientLocation",
     "RequestAttributesSequence",
 ]
 
@@ -86,6 +93,7 @@ class OrderInformation:
     body_part: str = ""
     institution: str = ""
     referring_physician: str = ""
+    department: str = ""
 
 
 @dataclasses.dataclass
@@ -94,6 +102,7 @@ class SyncResult:
     studies_linked: int = 0
     exams_updated: int = 0
     exams_removed: int = 0
+    clinicians_matched: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.exams_created or self.studies_linked or self.exams_updated or self.exams_removed)
@@ -135,6 +144,8 @@ def order_information(dataset: pydicom.Dataset) -> OrderInformation:
         body_part=first("BodyPartExamined"),
         institution=first("InstitutionName"),
         referring_physician=first("ReferringPhysicianName"),
+        # The ward or service that asked for the exam, else where the patient is.
+        department=(first("RequestingService") or first("CurrentPatientLocation"))[:DEPARTMENT_MAX_LENGTH],
     )
 
 
@@ -252,6 +263,7 @@ def _new_exam(study: Study, order: OrderInformation, calling_ae_title: str) -> E
         description=study.study_description or order.requested_procedure,
         sending_site=order.institution or calling_ae_title,
         referring_physician_name=study.referring_physician_name or order.referring_physician,
+        department=order.department,
         requested_procedure=order.requested_procedure,
         reason_for_study=order.reason_for_study,
         clinical_history=order.clinical_history,
@@ -271,6 +283,7 @@ def _merge_study(exam: Exam, study: Study, order: OrderInformation, calling_ae_t
         "description": study.study_description or order.requested_procedure,
         "sending_site": order.institution or calling_ae_title,
         "referring_physician_name": study.referring_physician_name or order.referring_physician,
+        "department": order.department,
         "requested_procedure": order.requested_procedure,
         "reason_for_study": order.reason_for_study,
         "clinical_history": order.clinical_history,
@@ -280,8 +293,10 @@ def _merge_study(exam: Exam, study: Study, order: OrderInformation, calling_ae_t
             setattr(exam, field, value)
 
 
-def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, rules: list[SubspecialtyRule], *, may_create: bool) -> bool | None:
-    """Link one study to its exam in one transaction; return whether a new exam was made.
+def _link_study(
+    study: Study, order: OrderInformation, calling_ae_title: str, rules: list[SubspecialtyRule], matcher: ClinicianMatcher, *, may_create: bool,
+) -> tuple[bool, bool] | None:
+    """Link one study to its exam in one transaction; return whether a new exam was made and whether it got a referring clinician.
 
     Without `may_create`, the study joins only the exam of its accession
     number, and None means that there is none. Raises IntegrityError when
@@ -300,13 +315,16 @@ def _link_study(study: Study, order: OrderInformation, calling_ae_title: str, ru
             _merge_study(exam, study, order, calling_ae_title)
         if exam.subspecialty_id is None:
             exam.subspecialty_id = choose_subspecialty(exam, rules)
+        matched = assign_matched_clinician(exam, matcher)
         exam.save()
         ExamStudy.objects.create(exam=exam, study=study)
+        if matched:
+            record_match(exam, matcher)
     logger.debug("study linked to exam exam_pk=%s accession=%s study_instance_uid=%s new=%s", exam.pk, exam.accession_number, study.study_instance_uid, created)
-    return created
+    return created, matched
 
 
-def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule], result: SyncResult) -> None:
+def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule], matcher: ClinicianMatcher, result: SyncResult) -> None:
     has_images = study_has_images(study, storage)
     if not has_images and not study.accession_number:
         logger.debug("study without images waits for them study_instance_uid=%s", study.study_instance_uid)
@@ -316,10 +334,11 @@ def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule]
     # A second attempt finds the exam or the link that another process committed first.
     for attempt in (1, 2):
         try:
-            created = _link_study(study, order, calling_ae_title, rules, may_create=has_images)
-            if created is None:
+            linked = _link_study(study, order, calling_ae_title, rules, matcher, may_create=has_images)
+            if linked is None:
                 logger.debug("study without images and without an exam of its accession number waits study_instance_uid=%s accession=%s", study.study_instance_uid, study.accession_number)
                 return
+            created, matched = linked
         except IntegrityError as exc:
             if ExamStudy.objects.filter(study=study).exists():
                 return
@@ -328,6 +347,7 @@ def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule]
             continue
         result.studies_linked += 1
         result.exams_created += int(created)
+        result.clinicians_matched += int(matched)
         return
 
 
@@ -464,6 +484,7 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
         remove_exams_without_images(storage, result)
 
     last_id = 0
+    matcher: ClinicianMatcher | None = None
     while True:
         studies = Study.objects.filter(exam_link__isnull=True, pk__gt=last_id)
         if since is not None:
@@ -473,8 +494,10 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
         batch = list(studies.select_related("patient").order_by("pk")[:BATCH_SIZE])
         if not batch:
             break
+        # Read once a run, and only when a study waits, because the sync runs every few seconds.
+        matcher = matcher or ClinicianMatcher.load()
         for study in batch:
-            _add_study(study, storage, rules, result)
+            _add_study(study, storage, rules, matcher, result)
         last_id = batch[-1].pk
 
     _refresh_modalities(_changed_exam_ids(since, started), rules, result)
@@ -482,7 +505,9 @@ def sync_exams(*, full: bool = False, storage: FileStorage | None = None) -> Syn
     ExamSyncState.objects.filter(Q(pk=1) & (Q(checked_until__isnull=True) | Q(checked_until__lt=started))).update(checked_until=started)
     if result:
         logger.info(
-            "exams synchronised: %d studies linked, %d exams created, %d exams updated, %d exams without images removed in %.2fs",
-            result.studies_linked, result.exams_created, result.exams_updated, result.exams_removed, (timezone.now() - started).total_seconds(),
+            "exams synchronised: %d studies linked, %d exams created, %d exams updated, %d exams without images removed, "
+            "%d referring clinicians matched in %.2fs",
+            result.studies_linked, result.exams_created, result.exams_updated, result.exams_removed, result.clinicians_matched,
+            (timezone.now() - started).total_seconds(),
         )
     return result

@@ -66,6 +66,10 @@ class Exam(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="referred_exams",
         verbose_name=_("referring clinician"),
     )
+    # The ward or department that asked for the exam: Requesting Service
+    # (0032,1033), else Current Patient Location (0038,0300). Clinicians'
+    # department grants match it, ignoring case.
+    department = models.CharField(_("department"), max_length=200, blank=True)
     requested_procedure = models.TextField(_("requested procedure"), blank=True)
     reason_for_study = models.TextField(_("reason for study"), blank=True)
     clinical_history = models.TextField(_("clinical history"), blank=True)

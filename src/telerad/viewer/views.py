@@ -24,6 +24,7 @@ from django.views.decorators.http import require_safe
 
 from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Study
+from telerad.clinicians.access import restrict_to_visible_studies, sees_all_studies
 from telerad.viewer import install
 
 # Hashed bundle names (for example 1602.bundle.94f12cceab7c2762.js or
@@ -130,7 +131,7 @@ def _resolve(directory: Path, relative: str) -> Path | None:
 
 
 @require_safe
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
     """Send a file of the viewer, or index.html for the viewer's own routes (/viewer/viewer?StudyInstanceUIDs=...)."""
     directory = viewer_directory()
@@ -143,7 +144,23 @@ def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
     if Path(relative).suffix:
         # A missing bundle or image is a 404, not the page, so that errors show as such.
         raise Http404(_("The viewer has no file %(name)s.") % {"name": relative})
+    if not _opens_visible_study(request):
+        raise Http404(_("None of the studies named in StudyInstanceUIDs was found."))
     return _file_response(request, directory / "index.html", manifest)
+
+
+def _opens_visible_study(request: HttpRequest) -> bool:
+    """Return whether a viewer route's StudyInstanceUIDs, when given, name a study the user may see.
+
+    The page itself contains no patient data, and the DICOMweb requests it makes
+    are checked anyway. But a clinician who opens another's study gets 404
+    here at once, as for an unknown one, rather than an empty viewer.
+    """
+    named = [uid.strip() for uid in request.GET.get("StudyInstanceUIDs", "").split(",") if uid.strip()]
+    if not named or sees_all_studies(request.user):
+        return True
+    studies = Study.objects.filter(study_instance_uid__in=named[:MAX_IID_STUDIES])
+    return restrict_to_visible_studies(studies, request.user).exists()
 
 
 def app_configuration(request: HttpRequest) -> dict[str, Any]:
@@ -201,7 +218,7 @@ window.config.httpErrorHandler = function (error) {
 
 
 @require_safe
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def app_config_script(request: HttpRequest) -> HttpResponse:
     manifest = _manifest(viewer_directory())
     if manifest is None:
@@ -218,7 +235,7 @@ def _plain(status: int, message: str) -> HttpResponse:
 
 
 @require_safe
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def invoke_image_display(request: HttpRequest) -> HttpResponse:
     """Open a study by its UID or accession number, as IHE Invoke Image Display requests do.
 
@@ -226,12 +243,20 @@ def invoke_image_display(request: HttpRequest) -> HttpResponse:
     (with optional ``patientID``). An accession number is unique only within
     the system that issued it: when it matches studies of several patients,
     the request must add ``patientID``, so that no one reads one patient's
-    images as another's.
+    images as another's. A clinician's request finds only the studies they
+    may see, and one that names no such study gets 404.
     """
     study_uids = [uid.strip() for uid in request.GET.get("studyUID", "").split(",") if uid.strip()]
     accession = request.GET.get("accessionNumber", "").strip()
+    if study_uids and not sees_all_studies(request.user):
+        # A clinician's list keeps the studies they may see, in the order given.
+        named = Study.objects.filter(study_instance_uid__in=study_uids[:MAX_IID_STUDIES])
+        found = set(restrict_to_visible_studies(named, request.user).values_list("study_instance_uid", flat=True))
+        if not found:
+            return _plain(404, _("Study %(uid)s not found.") % {"uid": study_uids[0]})
+        study_uids = [uid for uid in study_uids if uid in found]
     if not study_uids and accession:
-        studies = Study.objects.filter(accession_number=accession)
+        studies = restrict_to_visible_studies(Study.objects.filter(accession_number=accession), request.user)
         patient_id = request.GET.get("patientID", "").strip()
         if patient_id:
             studies = studies.filter(patient__patient_id=patient_id)

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clinicians', '0001_initial'),
+        ('clinicians', '0002_clinician_grants_profiles'),
         ('reading', '0005_delivery_outbox'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

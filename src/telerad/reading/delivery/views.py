@@ -1,21 +1,27 @@
-"""The report PDF for browsers and the FHIR DiagnosticReport API for programs."""
+"""The report PDF for browsers and the FHIR DiagnosticReport API for programs.
+
+Both serve clinicians too, limited to the exams they may see (see
+telerad.clinicians.access). For them, a report of another exam, and a
+preliminary report, is not found, as an unknown one is.
+"""
 
 from __future__ import annotations
 
 import json
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
 from telerad.accounts.roles import Permission, requires
 from telerad.audit import events as audit
+from telerad.clinicians.access import AnyUser, can_view_exam, sees_all_studies, visible_exams
 from telerad.dicomweb.http import client_address, endpoint
 from telerad.reading.delivery.document import build_document
 from telerad.reading.delivery.fhir import FHIR_JSON, build_diagnostic_report, latest_delivered, search_bundle, to_json
 from telerad.reading.delivery.pdf import render_pdf
-from telerad.reading.models import Exam, SignedReport
+from telerad.reading.models import Exam, SignedKind, SignedReport
 
 # Most DiagnosticReports one search returns.
 MAX_SEARCH_RESULTS = 100
@@ -32,9 +38,11 @@ def _record(request: HttpRequest, action: audit.Action, document, detail: str) -
     )
 
 
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def report_pdf(request: HttpRequest, signed_id: int) -> HttpResponse:
     signed = get_object_or_404(SignedReport.objects.select_related("signer"), pk=signed_id)
+    if not _may_download(request.user, signed):
+        raise Http404("signed report not found among the user's exams")
     document = build_document(signed)
     pdf = render_pdf(document)
     _record(request, audit.Action.REPORT_EXPORTED, document, f"PDF of signed report {signed.pk}, accession {document.exam.accession_number}")
@@ -43,6 +51,13 @@ def report_pdf(request: HttpRequest, signed_id: int) -> HttpResponse:
     response["Content-Disposition"] = f'inline; filename="{_safe_filename(name)}"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _may_download(user: AnyUser, signed: SignedReport) -> bool:
+    """Return whether `user` may download the PDF: any signed report for VIEW_STUDIES, a delivered one of their exams for clinicians."""
+    if sees_all_studies(user):
+        return True
+    return signed.kind != SignedKind.PRELIMINARY and can_view_exam(user, signed.exam_id)
 
 
 def _safe_filename(name: str) -> str:
@@ -62,9 +77,9 @@ def operation_outcome(status: int, code: str, message: str) -> HttpResponse:
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def read_diagnostic_report(request: HttpRequest, report_id: int) -> HttpResponse:
-    signed = latest_delivered(report_id)
+    signed = latest_delivered(report_id) if can_view_exam(request.user, report_id) else None
     if signed is None:
         return operation_outcome(404, "not-found", _("DiagnosticReport/%(id)s does not exist.") % {"id": report_id})
     document = build_document(signed)
@@ -74,7 +89,7 @@ def read_diagnostic_report(request: HttpRequest, report_id: int) -> HttpResponse
 
 
 @endpoint
-@requires(Permission.VIEW_STUDIES)
+@requires(Permission.VIEW_STUDIES, Permission.VIEW_REFERRED_STUDIES)
 def search_diagnostic_reports(request: HttpRequest) -> HttpResponse:
     identifier = request.GET.get("identifier", "").strip()
     if not identifier:
@@ -83,7 +98,7 @@ def search_diagnostic_reports(request: HttpRequest) -> HttpResponse:
     if separator and system and system != settings.TELERAD.fhir_accession_system:
         exams = Exam.objects.none()
     else:
-        exams = Exam.objects.filter(accession_number=value).order_by("pk")
+        exams = visible_exams(request.user).filter(accession_number=value).order_by("pk")
     resources = []
     found = []
     for exam in exams[:MAX_SEARCH_RESULTS]:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reading', '0006_quality_issues'),
+        ('reading', '0007_exam_department'),
     ]
 
     operations = [

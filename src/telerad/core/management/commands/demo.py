@@ -9,7 +9,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from telerad.accounts import roles
 from telerad.core import runtime
-from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, two_factor_line, write_patient_history
+from telerad.core.demo import (
+    DEMO_ACCOUNTS,
+    DEMO_CLINICIAN,
+    DEMO_REFERRING_PHYSICIAN,
+    PATIENT_HISTORY,
+    prepare_sample_variants,
+    two_factor_line,
+    write_patient_history,
+)
 
 
 class Command(BaseCommand):
@@ -29,11 +37,13 @@ class Command(BaseCommand):
 
         runtime.prepare_database()
         self._create_accounts()
+        self._name_demo_clinician()
         self.stdout.write("Demo accounts: " + ", ".join(username for username, *_ in DEMO_ACCOUNTS))
         self.stdout.write(two_factor_line(settings.TELERAD.two_factor_required).strip())
         if not options["no_images"]:
             self._import_samples()
             self._prepare_metadata()
+            self._refer_history_to_clinician()
 
     def _create_accounts(self) -> None:
         users = get_user_model()
@@ -43,6 +53,29 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             roles.set_roles(user, [roles.Role(name) for name in role_names])
+
+    def _name_demo_clinician(self) -> None:
+        """List the patient history's Referring Physician's Name in the demo clinician's profile, so that exam creation matches them."""
+        from telerad.clinicians import grants
+
+        clinician = get_user_model().objects.get(username=DEMO_CLINICIAN)
+        grants.set_dicom_names(clinician, [DEMO_REFERRING_PHYSICIAN], actor="demo")
+
+    def _refer_history_to_clinician(self) -> None:
+        """Make the exams of the patient history now, so that they are the demo clinician's when the portal first opens.
+
+        Exams that a demo of an earlier version stored without the referring
+        physician's name get the clinician directly.
+        """
+        from telerad.reading import exams
+        from telerad.reading.models import Exam
+
+        clinician = get_user_model().objects.get(username=DEMO_CLINICIAN)
+        exams.sync_exams()
+        accessions = [accession for _date, accession, _description in PATIENT_HISTORY]
+        Exam.objects.filter(accession_number__in=accessions, referring_clinician__isnull=True).update(referring_clinician=clinician)
+        referred = Exam.objects.filter(accession_number__in=accessions, referring_clinician=clinician).count()
+        self.stdout.write(f"The demo clinician referred {referred} exams of patient history; they show in the portal at /portal/.")
 
     def _prepare_metadata(self) -> None:
         """Build the viewer's metadata of every study now, so that the first look at each is quick."""
