@@ -316,3 +316,30 @@ def test_portal_closed_to_radiologist(archive, radiologist):
     response = client_of(radiologist).get(reverse("portal:exam-list"))
 
     assert response.status_code == 403
+
+
+def test_exam_page_offers_question_on_own_exam(archive, welby):
+    exam = archive["ct"].exam
+
+    page = client_of(welby).get(reverse("portal:exam", args=[exam.pk])).content.decode()
+
+    assert f"{reverse('questions:new')}?exam={exam.pk}" in page
+
+
+def test_granted_clinician_asks_about_granted_exam(archive, casey):
+    exam = archive["ct"].exam
+    grants.grant_access(casey, actor="tests", patient=exam.patient)
+
+    response = client_of(casey).post(f"{reverse('questions:new')}?exam={exam.pk}", {"subject": "Follow-up", "body": "Is a follow-up CT needed?"})
+
+    assert response.status_code == 303
+    assert exam.questions.filter(opened_by=casey).count() == 1
+
+
+def test_clinician_cannot_ask_about_unseen_exam(archive, casey):
+    exam = archive["ct"].exam
+
+    response = client_of(casey).post(f"{reverse('questions:new')}?exam={exam.pk}", {"subject": "Follow-up", "body": "Is a follow-up CT needed?"})
+
+    assert response.status_code == 404
+    assert not exam.questions.exists()
