@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from telerad.accounts import roles
 from telerad.core import runtime
-from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, two_factor_line, write_patient_history
+from telerad.core.demo import DEMO_ACCOUNTS, critical_contact_lines, prepare_sample_variants, two_factor_line, write_patient_history
 
 
 class Command(BaseCommand):
@@ -30,6 +30,8 @@ class Command(BaseCommand):
         runtime.prepare_database()
         self._create_accounts()
         self.stdout.write("Demo accounts: " + ", ".join(username for username, *_ in DEMO_ACCOUNTS))
+        for line in critical_contact_lines(settings.TELERAD):
+            self.stdout.write(line.strip())
         self.stdout.write(two_factor_line(settings.TELERAD.two_factor_required).strip())
         if not options["no_images"]:
             self._import_samples()
