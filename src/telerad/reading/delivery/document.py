@@ -11,6 +11,8 @@ import dataclasses
 import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from telerad.archive.models import Patient, Study
@@ -80,12 +82,40 @@ class ReportDocument:
         return self.parts[-1]
 
     @property
-    def conclusion(self) -> str:
+    def main_conclusion(self) -> Section | None:
+        """The impression (or conclusion) section of the final report, the first of CONCLUSION_KEYS with text."""
         for key in CONCLUSION_KEYS:
             for section in self.main_part.sections:
                 if section.key == key and section.text.strip():
-                    return section.text.strip()
-        return ""
+                    return section
+        return None
+
+    @property
+    def conclusion(self) -> str:
+        """The conclusion of the report as it now reads (FHIR DiagnosticReport.conclusion).
+
+        A final report alone gives its impression. After addenda it gives
+        each addendum, newest first, then the final report's impression,
+        each under a heading that names it and, for addenda, the time of
+        signing, so that a receiver that shows only the conclusion still
+        sees the correction.
+        """
+        main = self.main_conclusion
+        addenda = [part for part in self.parts if part.kind == SignedKind.ADDENDUM]
+        if not addenda:
+            return main.text.strip() if main is not None else ""
+        blocks = []
+        for part in addenda:
+            heading = gettext("Addendum signed %(time)s") % {"time": timezone.localtime(part.signed_at).strftime("%Y-%m-%d %H:%M")}
+            text = "\n\n".join(section.text.strip() for section in part.sections)
+            blocks.append(f"{heading}:\n{text}")
+        if main is not None:
+            blocks.append(f"{main.title}:\n{main.text.strip()}")
+        return "\n\n".join(blocks)
+
+    @property
+    def has_critical_result(self) -> bool:
+        return any(part.signed.critical for part in self.parts)
 
     @property
     def exam_date(self) -> datetime.date | None:
