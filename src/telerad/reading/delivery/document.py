@@ -136,9 +136,22 @@ class ReportDocument:
 
     @property
     def referring_physician(self) -> str:
+        """The Referring Physician's Name of the exam or its study, a DICOM PN (family^given)."""
         if self.exam.referring_physician_name:
             return self.exam.referring_physician_name
         return self.study.referring_physician_name if self.study is not None else ""
+
+    @property
+    def referring_physician_display(self) -> str:
+        """The referring physician for people to read: the referring clinician's full name, else the DICOM name, else the clinician's user name."""
+        clinician = self.exam.referring_clinician
+        full_name = clinician.get_full_name().strip() if clinician is not None else ""
+        if full_name:
+            return full_name
+        dicom_name = self.referring_physician.split("=")[0].replace("^", " ").strip()
+        if dicom_name:
+            return " ".join(dicom_name.split())
+        return clinician.get_username() if clinician is not None else ""
 
 
 def person_name(user: AbstractBaseUser) -> str:
@@ -188,7 +201,7 @@ def _part(signed: SignedReport, template_titles: dict[str, str]) -> SignedPart:
 
 def build_document(signed: SignedReport) -> ReportDocument:
     """Gather what every form of the delivered report shows for `signed`."""
-    exam = Exam.objects.select_related("patient").get(pk=signed.exam_id)
+    exam = Exam.objects.select_related("patient", "referring_clinician").get(pk=signed.exam_id)
     titles = _template_titles(exam)
     parts: list[SignedPart] = []
     if signed.kind == SignedKind.ADDENDUM:
