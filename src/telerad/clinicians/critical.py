@@ -26,7 +26,6 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
@@ -67,9 +66,9 @@ def resolve_contact(value: str, *, log_unknown: bool = True) -> tuple[AbstractBa
 class RecipientSource(enum.Enum):
     """The role in which the first recipient of a critical result gets it."""
 
-    REFERRING_CLINICIAN = gettext_lazy("referring clinician")
-    DEPARTMENT_CONTACT = gettext_lazy("department contact")
-    ESCALATION_CONTACT = gettext_lazy("escalation contact")
+    REFERRING_CLINICIAN = "referring-clinician"
+    DEPARTMENT_CONTACT = "department-contact"
+    ESCALATION_CONTACT = "escalation-contact"
 
 
 @dataclasses.dataclass(frozen=True)
