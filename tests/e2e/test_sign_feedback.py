@@ -23,6 +23,14 @@ print(json.dumps(list(Exam.objects.order_by("pk").values_list("pk", flat=True)))
 """
 
 
+DRAFT_QUERY = """
+import json
+from telerad.reading.models import Report
+sections = Report.objects.get(exam_id={exam_id}).sections
+print(json.dumps({{key: sections.get(key) for key in ("findings", "impression")}}))
+"""
+
+
 @pytest.fixture(scope="module")
 def server(module_server_factory: ServerFactory) -> TeleradServer:
     # Two-factor sign-in is covered by tests/accounts; an authenticator code works only once.
@@ -89,5 +97,7 @@ def test_wrong_password_message_in_view_with_focus(server, exam_id, browser):
         assert page.input_value(f"#report-{exam_id}-findings") == FINDINGS
         assert page.input_value(f"#report-{exam_id}-impression") == IMPRESSION
         assert page.input_value(f"#sign-password-{exam_id}") == ""
+        page.wait_for_selector(f"#report-save-status-{exam_id}:has-text('Draft saved at')", timeout=EDITOR_TIMEOUT_MS)
     finally:
         context.close()
+    assert server.query(DRAFT_QUERY.format(exam_id=exam_id)) == {"findings": FINDINGS, "impression": IMPRESSION}

@@ -122,6 +122,8 @@ def test_wrong_password_keeps_text_and_choice(exam, radiologist, make_user):
     assert "checked" in box.attributes
     _index, password = markup.by_id(f"sign-password-{exam.pk}")
     assert "value" not in password.attributes
+    _index, form = markup.by_id(f"report-form-{exam.pk}")
+    assert form.attributes["data-unsaved"] == "true"
     assert not SignedReport.objects.exists()
 
 
@@ -182,3 +184,13 @@ def test_addendum_error_beside_addendum_password(exam, radiologist):
     assert password.attributes["aria-describedby"] == f"addendum-error-{exam.pk}"
     assert markup.enclosing(error_index, "report-addendum") == markup.enclosing(password_index, "report-addendum")
     assert len(markup.alerts()) == 1
+
+
+def test_editor_without_error_has_nothing_unsaved(exam, radiologist):
+    response = client_for(radiologist).get(f"/reports/exams/{exam.pk}/", headers={"HX-Request": "true"})
+
+    markup = Markup(response.content.decode())
+    _index, form = markup.by_id(f"report-form-{exam.pk}")
+    assert "data-unsaved" not in form.attributes
+    assert markup.alerts() == []
+    assert [element for element in markup.elements if "autofocus" in element.attributes] == []

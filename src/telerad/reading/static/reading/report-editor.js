@@ -24,7 +24,8 @@
   // A rejected signature brings the editor back with the message just above
   // the password field, which htmx focuses because it has autofocus. The
   // focus scrolls the field only to the window's edge, which can leave the
-  // message outside the view, so the field is centred.
+  // message outside the view, so the field is centred. The signature saved
+  // none of the posted text, so the draft is saved now.
   document.addEventListener("htmx:load", function (event) {
     var editor = event.detail.elt;
     if (!editor.matches || !editor.matches(".report-editor")) {
@@ -33,6 +34,10 @@
     var field = editor.querySelector("input[autofocus]");
     if (field) {
       field.scrollIntoView({ block: "center" });
+    }
+    var unsaved = editor.querySelector(".report-form[data-unsaved]");
+    if (unsaved) {
+      htmx.trigger(unsaved, "report-save");
     }
   });
 
