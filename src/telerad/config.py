@@ -31,6 +31,10 @@ ENV_PREFIX = "TELERAD_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 # A plain address such as telerad@example.org, without a display name.
 EMAIL_ADDRESS_PATTERN = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+# The demo's lead radiologist account (telerad.core.demo.DEMO_ACCOUNTS). With
+# TELERAD_DEMO it is the default department and escalation contact, so that
+# critical results of exams without a referring clinician reach someone.
+DEMO_CRITICAL_CONTACT = "lead"
 
 
 class DuplicatePolicy(enum.StrEnum):
@@ -370,7 +374,7 @@ def _read_delivery_settings(reader: _Reader) -> dict[str, Any]:
     }
 
 
-def _read_mail_settings(reader: _Reader) -> dict[str, Any]:
+def _read_mail_settings(reader: _Reader, *, demo: bool) -> dict[str, Any]:
     """Read the SMTP, link and critical result settings; an SMTP host needs a sender and a base URL."""
     host = reader.string("smtp_host", "").strip()
     user = reader.string("smtp_user", "").strip()
@@ -406,8 +410,8 @@ def _read_mail_settings(reader: _Reader) -> dict[str, Any]:
         "mail_from": mail_from,
         "base_url": base_url,
         "critical_ack_minutes": reader.integer("critical_ack_minutes", 30, minimum=1, maximum=7 * 24 * 60),
-        "critical_escalation_contact": reader.string("critical_escalation_contact", "").strip(),
-        "critical_department_contact": reader.string("critical_department_contact", "").strip(),
+        "critical_escalation_contact": reader.string("critical_escalation_contact", DEMO_CRITICAL_CONTACT if demo else "").strip(),
+        "critical_department_contact": reader.string("critical_department_contact", DEMO_CRITICAL_CONTACT if demo else "").strip(),
     }
 
 
@@ -483,7 +487,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         **_read_audit_settings(reader),
         **_read_reading_settings(reader),
         **_read_delivery_settings(reader),
-        **_read_mail_settings(reader),
+        **_read_mail_settings(reader, demo=demo),
     )
     if config.dicom_plain_listener and config.http_port == config.dicom_port:
         reader.problem("dicom_port", f"the DICOM port {config.dicom_port} is also the HTTP port; choose two different ports")

@@ -77,15 +77,6 @@ def test_signing_without_critical_opens_nothing(referred_exam, radiologist):
     assert not Notification.objects.exists()
 
 
-def test_preliminary_critical_opens_nothing(referred_exam, make_user):
-    resident = make_user("resident", "resident")
-
-    sign_critical(referred_exam, resident)
-
-    assert SignedReport.objects.get(exam=referred_exam).kind == "preliminary"
-    assert not CriticalResult.objects.exists()
-
-
 def test_critical_addendum_opens_second_result(referred_exam, radiologist, referrer):
     sign_critical(referred_exam, radiologist, critical=False)
 
@@ -93,8 +84,20 @@ def test_critical_addendum_opens_second_result(referred_exam, radiologist, refer
 
     result = CriticalResult.objects.get(exam=referred_exam)
     assert result.signed_report.kind == "addendum"
-    assert critical.impression_of(result.signed_report) == "New finding: free air under the diaphragm."
+    assert critical.critical_text(result.signed_report) == ("Addendum", "New finding: free air under the diaphragm.")
     assert Notification.objects.filter(recipient=referrer, kind="critical-result").count() == 1
+
+
+def test_referrer_sees_addendum_labelled_addendum(referred_exam, radiologist, referrer):
+    sign_critical(referred_exam, radiologist, critical=False)
+    sign_addendum(referred_exam, radiologist, "New finding: free air under the diaphragm.")
+    result = CriticalResult.objects.get()
+
+    page = client_for(referrer).get(f"/critical/{result.pk}/").content.decode()
+
+    assert '<h2 id="critical-text-heading">Addendum</h2>' in page
+    assert ">Impression<" not in page
+    assert "New finding: free air under the diaphragm." in page
 
 
 def test_department_contact_without_referrer(settings, radiologist, make_user):
@@ -132,6 +135,7 @@ def test_referrer_sees_accession_exam_and_impression(referred_exam, radiologist,
     assert response.status_code == 200
     assert "ACC-CRIT-1" in page
     assert "CT head without contrast" in page
+    assert '<h2 id="critical-text-heading">Impression</h2>' in page
     assert IMPRESSION in page
     assert "I have read this critical result" in page
     viewed = AuditEvent.objects.get(action="report-viewed", user="referrer")
@@ -291,7 +295,7 @@ def test_acknowledged_result_does_not_escalate(referred_exam, radiologist, refer
     assert result.escalated_at is None
 
 
-def test_escalation_without_contact_is_a_failure(referred_exam, radiologist):
+def test_escalation_without_contact_is_a_failure(referred_exam, radiologist, caplog):
     sign_critical(referred_exam, radiologist)
     result = CriticalResult.objects.get()
     age_result(result, 31)
@@ -303,6 +307,11 @@ def test_escalation_without_contact_is_a_failure(referred_exam, radiologist):
     event = AuditEvent.objects.get(action="critical-result-escalated")
     assert event.outcome == 8
     assert "no escalation contact is configured" in event.detail
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == [
+        f"critical result {result.pk} needs escalation because it was not acknowledged within 30 minutes, "
+        f"but TELERAD_CRITICAL_ESCALATION_CONTACT names nobody to escalate to (exam {referred_exam.pk}, accession ACC-CRIT-1)"
+    ]
 
 
 def test_critical_check_command_escalates(referred_exam, radiologist, escalation_contact):

@@ -52,7 +52,10 @@ def make_exam(study_instance_uid: str | None, *, accession: str = "ACC1001", des
     return exam
 
 
-def sign(exam, signer, *, kind: str = "final", sections: dict[str, str] | None = None, order: list[str] | None = None, at: datetime.datetime | None = None):
+def sign(
+    exam, signer, *, kind: str = "final", sections: dict[str, str] | None = None, order: list[str] | None = None,
+    at: datetime.datetime | None = None, critical: bool = False,
+):
     from telerad.reading.models import SignedReport
 
     if sections is None:
@@ -64,6 +67,7 @@ def sign(exam, signer, *, kind: str = "final", sections: dict[str, str] | None =
     content_hash = hashlib.sha256(f"{exam.pk}:{kind}:{text}:{signer.pk}:{signed_at.isoformat()}".encode()).hexdigest()
     return SignedReport.objects.create(
         exam=exam, kind=kind, sections=sections, section_order=order, text=text, signer=signer, signed_at=signed_at, content_hash=content_hash,
+        critical=critical,
     )
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 
 from django.test import Client
+from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
@@ -12,7 +14,8 @@ from telerad.audit.models import AuditEvent
 from telerad.reading.delivery.document import build_document
 from telerad.reading.delivery.fhir import build_diagnostic_report
 
-from .delivery_support import final_report, radiologist, sign  # noqa: F401
+from .delivery_support import final_report, make_exam, radiologist, sign, store_sample_study  # noqa: F401
+from .test_delivery_pdf import pdf_text
 
 
 def test_diagnostic_report_content(final_report, settings):
@@ -46,7 +49,49 @@ def test_addendum_makes_report_amended(final_report, radiologist):
 
     assert resource.status == "amended"
     assert resource.meta.versionId == str(addendum.pk)
-    assert resource.conclusion == "No acute intracranial abnormality."
+
+
+def test_amended_conclusion_leads_with_addenda(final_report, radiologist):
+    first_at = timezone.make_aware(datetime.datetime(2026, 3, 2, 10, 15))
+    first = sign(final_report.exam, radiologist, kind="addendum", sections={"addendum": "Small lesion."}, at=first_at)
+    second = sign(
+        final_report.exam, radiologist, kind="addendum", sections={"addendum": "The lesion is a haemorrhage."},
+        at=first_at + datetime.timedelta(minutes=30),
+    )
+
+    resource = build_diagnostic_report(build_document(second))
+
+    assert resource.conclusion == (
+        "Addendum signed 2026-03-02 10:45:\nThe lesion is a haemorrhage.\n\n"
+        "Addendum signed 2026-03-02 10:15:\nSmall lesion.\n\n"
+        "Impression:\nNo acute intracranial abnormality."
+    )
+    assert build_diagnostic_report(build_document(first)).conclusion == (
+        "Addendum signed 2026-03-02 10:15:\nSmall lesion.\n\n"
+        "Impression:\nNo acute intracranial abnormality."
+    )
+
+
+def test_amended_presented_form_matches_conclusion(final_report, radiologist):
+    addendum = sign(final_report.exam, radiologist, kind="addendum", sections={"addendum": "The lesion is a haemorrhage."})
+
+    resource = json.loads(build_diagnostic_report(build_document(addendum)).model_dump_json())
+
+    text = pdf_text(base64.b64decode(resource["presentedForm"][0]["data"]))
+    assert text.index("The lesion is a haemorrhage.") < text.index("No acute intracranial abnormality.")
+    assert addendum.content_hash in text
+    assert resource["presentedForm"][0]["creation"] == resource["issued"]
+    # The resource has no narrative that could still show the original report alone.
+    assert "text" not in resource
+
+
+def test_conclusion_of_final_without_impression(radiologist):
+    exam = make_exam(store_sample_study(), accession="NOIMP1")
+    final = sign(exam, radiologist, sections={"findings": "Normal study."})
+    addendum = sign(exam, radiologist, kind="addendum", sections={"addendum": "Comparison added."}, at=final.signed_at + datetime.timedelta(minutes=1))
+
+    assert "conclusion" not in json.loads(build_diagnostic_report(build_document(final)).model_dump_json())
+    assert build_diagnostic_report(build_document(addendum)).conclusion.endswith(":\nComparison added.")
 
 
 def test_api_refuses_anonymous(final_report):

@@ -114,3 +114,103 @@ def test_pdf_of_report_without_study(radiologist):
 
     assert "Nostudy Nora" in text
     assert "NS1" in text
+
+
+def test_pdf_names_referring_clinician(final_report, make_user):
+    clinician = make_user("drjones", "clinician")
+    clinician.first_name, clinician.last_name = "Oliver", "Jones"
+    clinician.save(update_fields=["first_name", "last_name"])
+    exam = final_report.exam
+    exam.referring_clinician = clinician
+    exam.referring_physician_name = ""
+    exam.save(update_fields=["referring_clinician", "referring_physician_name"])
+
+    text = pdf_text(render_pdf(build_document(final_report)))
+
+    assert "Referring physician\nOliver Jones\n" in text
+
+
+def test_pdf_prefers_clinician_name_over_dicom_name(final_report, make_user):
+    clinician = make_user("drjones", "clinician")
+    clinician.first_name, clinician.last_name = "Oliver", "Jones"
+    clinician.save(update_fields=["first_name", "last_name"])
+    exam = final_report.exam
+    exam.referring_clinician = clinician
+    exam.save(update_fields=["referring_clinician"])
+
+    text = pdf_text(render_pdf(build_document(final_report)))
+
+    assert "Oliver Jones" in text
+    assert "Referrer Rita" not in text
+
+
+def test_pdf_falls_back_to_dicom_name(final_report, make_user):
+    exam = final_report.exam
+    exam.referring_clinician = make_user("drnoname", "clinician")
+    exam.save(update_fields=["referring_clinician"])
+
+    text = pdf_text(render_pdf(build_document(final_report)))
+
+    assert "Referring physician\nReferrer Rita\n" in text
+    assert "drnoname" not in text
+
+
+def test_pdf_falls_back_to_clinician_user_name(final_report, make_user):
+    exam = final_report.exam
+    exam.referring_clinician = make_user("drnoname", "clinician")
+    exam.referring_physician_name = ""
+    exam.save(update_fields=["referring_clinician", "referring_physician_name"])
+
+    text = pdf_text(render_pdf(build_document(final_report)))
+
+    assert "Referring physician\ndrnoname\n" in text
+
+
+def test_pdf_marks_critical_result(radiologist):
+    exam = make_exam(store_sample_study(), accession="CRIT1")
+    critical = sign(exam, radiologist, critical=True)
+
+    text = pdf_text(render_pdf(build_document(critical)))
+
+    assert text.count("Critical result") == 1
+    assert text.index("Critical result") < text.index("Patient")
+
+
+def test_pdf_of_plain_report_has_no_marker(final_report):
+    text = pdf_text(render_pdf(build_document(final_report)))
+
+    assert "Critical result" not in text
+
+
+def test_pdf_marks_critical_addendum(final_report, radiologist):
+    addendum = sign(final_report.exam, radiologist, kind="addendum", sections={"addendum": "Free air under the diaphragm."}, critical=True)
+
+    text = pdf_text(render_pdf(build_document(addendum)))
+
+    # The banner at the top, and the mark under the addendum's title.
+    assert text.count("Critical result") == 2
+    assert text.index("Critical result") < text.index("Patient")
+    marker = text.index("Critical result", text.index("Patient"))
+    assert text.index("Addendum") < marker < text.index("Free air under the diaphragm.")
+
+
+def test_pdf_addendum_heading_once(final_report, radiologist):
+    addendum = sign(final_report.exam, radiologist, kind="addendum", sections={"addendum": "Small left frontal lesion."})
+
+    text = pdf_text(render_pdf(build_document(addendum)))
+
+    assert text.count("Addendum") == 1
+    assert text.index("Addendum") < text.index("Small left frontal lesion.")
+
+
+def test_pdf_two_addenda_each_headed_once(final_report, radiologist):
+    first = sign(final_report.exam, radiologist, kind="addendum", sections={"addendum": "First correction."})
+    second = sign(
+        final_report.exam, radiologist, kind="addendum", sections={"addendum": "Second correction."},
+        at=first.signed_at + datetime.timedelta(minutes=5),
+    )
+
+    text = pdf_text(render_pdf(build_document(second)))
+
+    assert text.count("Addendum") == 2
+    assert text.index("Second correction.") < text.index("First correction.") < text.index("Findings")

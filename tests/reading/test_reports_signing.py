@@ -32,6 +32,14 @@ def addendum(client, exam, text: str, **fields):
     return client.post(f"/reports/exams/{exam.pk}/addendum/", data)
 
 
+@pytest.fixture
+def referred_exam(exam, make_user):
+    """The claimed exam with a referring clinician, who receives its critical results."""
+    exam.referring_clinician = make_user("referrer", "clinician")
+    exam.save(update_fields=["referring_clinician"])
+    return exam
+
+
 def test_sign_final_with_password(exam, radiologist):
     response = sign(htmx_client_for(radiologist), exam)
 
@@ -68,7 +76,8 @@ def test_signing_audits_claim_release(signer, request):
     assert FINDINGS not in event.detail
 
 
-def test_sign_final_is_audited_without_text(exam, radiologist):
+def test_sign_final_is_audited_without_text(referred_exam, radiologist):
+    exam = referred_exam
     sign(htmx_client_for(radiologist), exam, critical="on")
 
     event = AuditEvent.objects.get(action="report-final-signed")
@@ -81,10 +90,10 @@ def test_sign_final_is_audited_without_text(exam, radiologist):
     assert PATIENT_NAME not in event.detail
 
 
-def test_critical_flag_is_stored(exam, radiologist):
-    sign(htmx_client_for(radiologist), exam, critical="on")
+def test_critical_flag_is_stored(referred_exam, radiologist):
+    sign(htmx_client_for(radiologist), referred_exam, critical="on")
 
-    assert SignedReport.objects.get(exam=exam).critical is True
+    assert SignedReport.objects.get(exam=referred_exam).critical is True
 
 
 def test_sign_with_authenticator_code(exam, radiologist):
@@ -248,7 +257,8 @@ def test_draft_cannot_change_after_final(exam, radiologist):
     assert "Add an addendum instead" in response.content.decode()
 
 
-def test_addenda_newest_first_then_final(exam, radiologist):
+def test_addenda_newest_first_then_final(referred_exam, radiologist):
+    exam = referred_exam
     client = htmx_client_for(radiologist)
     sign(client, exam)
     addendum(client, exam, "First addendum.")

@@ -70,6 +70,33 @@ def test_viewer_page_carries_isolation_and_a_strict_policy(browser):
         assert f"'{digest}'" in policy
 
 
+def directives(policy: str) -> dict[str, str]:
+    """Split a content security policy into its directives, name to sources."""
+    parsed = {}
+    for directive in policy.split(";"):
+        name, _, sources = directive.strip().partition(" ")
+        parsed[name] = sources
+    return parsed
+
+
+def test_viewer_policy_allows_pdf_viewport_only():
+    policy = directives(views.content_security_policy(["sha256-abc"]))
+
+    assert policy["object-src"] == "'self' blob:"
+    assert policy["frame-src"] == "blob:"
+    assert policy["frame-ancestors"] == "'self'"
+    assert policy["default-src"] == "'self'"
+
+
+@needs_viewer
+def test_viewer_page_policy_lets_pdf_load(browser):
+    response = browser.get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"})
+    policy = directives(response["Content-Security-Policy"])
+
+    assert policy["object-src"] == "'self' blob:"
+    assert policy["frame-src"] == "blob:"
+
+
 @needs_viewer
 def test_viewer_lets_only_worker_scripts_evaluate_strings(browser):
     worker = install.installed_manifest()["worker_scripts"][0]

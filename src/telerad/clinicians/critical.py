@@ -1,16 +1,21 @@
 """Critical results: opened when a critical report is signed, acknowledged by the referrer, escalated when nobody does in time.
 
-The signing transaction calls :func:`open_critical_result`. The referring
-clinician of the exam, or the department's contact when the exam has none,
-gets a notification in telerad and an e-mail. When nobody acknowledges
-within ``critical_ack_minutes``, :func:`check_escalations` (run by the
-servers' background thread and ``telerad critical check``) notifies the
-escalation contact. Every step writes an audit event.
+The signing transaction calls :func:`open_critical_result`, for preliminary
+and final reports and for addenda. :func:`route_critical_result` decides who
+gets the result first: the referring clinician of the exam, else the
+department's contact, else (escalated at once) the escalation contact. The
+signing is rejected when it finds nobody. The recipient gets a notification
+in telerad and an e-mail. When nobody acknowledges within
+``critical_ack_minutes``, :func:`check_escalations` (run by the servers'
+background thread and ``telerad critical check``) notifies the escalation
+contact. Every step writes an audit event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import enum
 import logging
 
 from django.conf import settings
@@ -33,15 +38,15 @@ logger = logging.getLogger(__name__)
 
 # Escalations one check makes; a longer backlog is taken by the next check, a few seconds later.
 MAX_ESCALATIONS_PER_CHECK = 100
-CRITICAL_KINDS = {SignedKind.FINAL, SignedKind.ADDENDUM}
 
 
-def resolve_contact(value: str) -> tuple[AbstractBaseUser | None, str]:
+def resolve_contact(value: str, *, log_unknown: bool = True) -> tuple[AbstractBaseUser | None, str]:
     """Return the active user and the e-mail address that a configured contact names.
 
     A contact is a user name or an e-mail address. An address that belongs to
     exactly one active user resolves to that user; any other address is
-    e-mailed only. An unknown user name resolves to nobody.
+    e-mailed only. An unknown user name resolves to nobody, and is logged
+    unless `log_unknown` is False (pages that only show the contact).
     """
     value = value.strip()
     if not value:
@@ -52,9 +57,74 @@ def resolve_contact(value: str) -> tuple[AbstractBaseUser | None, str]:
         return (matches[0], matches[0].email) if len(matches) == 1 else (None, value)
     user = users.filter(username=value).first()
     if user is None:
-        logger.error("the critical result contact %r is not an active user", value)
+        if log_unknown:
+            logger.error("the critical result contact %r is not an active user", value)
         return None, ""
     return user, user.email
+
+
+class RecipientSource(enum.Enum):
+    """The role in which the first recipient of a critical result gets it."""
+
+    REFERRING_CLINICIAN = "referring-clinician"
+    DEPARTMENT_CONTACT = "department-contact"
+    ESCALATION_CONTACT = "escalation-contact"
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticalRoute:
+    """The first recipient of a critical result of an exam: a user, an e-mail address only, or nobody (`source` None)."""
+
+    source: RecipientSource | None
+    user: AbstractBaseUser | None = None
+    address: str = ""
+
+    @property
+    def reaches_someone(self) -> bool:
+        return self.source is not None
+
+    @property
+    def display_name(self) -> str:
+        if self.user is not None:
+            return person_label(self.user)
+        return self.address
+
+
+def person_label(user: AbstractBaseUser) -> str:
+    """Return the full name of `user` with the user name in brackets, or the user name alone."""
+    full_name = user.get_full_name().strip() if hasattr(user, "get_full_name") else ""
+    username = user.get_username()
+    return f"{full_name} ({username})" if full_name else username
+
+
+def _reachable_contact(value: str, *, log_unknown: bool) -> tuple[AbstractBaseUser | None, str]:
+    """Resolve a configured contact; an address without a user counts only while e-mail is on, because nothing else reaches it."""
+    user, address = resolve_contact(value, log_unknown=log_unknown)
+    if user is None and not settings.TELERAD.email_enabled:
+        return None, ""
+    return user, address
+
+
+def route_critical_result(exam: Exam, *, log_unknown: bool = True) -> CriticalRoute:
+    """Return who would get a critical result of `exam` now.
+
+    The active referring clinician comes first, then the department contact
+    (TELERAD_CRITICAL_DEPARTMENT_CONTACT), then the escalation contact
+    (TELERAD_CRITICAL_ESCALATION_CONTACT), to whom the result escalates at
+    once. A contact given as an e-mail address of no user counts only while
+    e-mail is on.
+    """
+    clinician = exam.referring_clinician
+    if clinician is not None and clinician.is_active:
+        return CriticalRoute(RecipientSource.REFERRING_CLINICIAN, clinician, clinician.email)
+    config = settings.TELERAD
+    user, address = _reachable_contact(config.critical_department_contact, log_unknown=log_unknown)
+    if user is not None or address:
+        return CriticalRoute(RecipientSource.DEPARTMENT_CONTACT, user, address)
+    user, address = _reachable_contact(config.critical_escalation_contact, log_unknown=log_unknown)
+    if user is not None or address:
+        return CriticalRoute(RecipientSource.ESCALATION_CONTACT, user, address)
+    return CriticalRoute(None)
 
 
 def critical_link(result: CriticalResult) -> str:
@@ -66,20 +136,22 @@ def _accession(exam: Exam) -> str:
 
 
 def open_critical_result(signed: SignedReport) -> CriticalResult | None:
-    """Open the critical result of a final report or addendum signed critical, and notify its recipient.
+    """Open the critical result of a report signed critical, and notify its first recipient.
 
-    Call it inside the signing transaction, so that the result, its
-    notification and its e-mail commit with the signature. Other signed
-    reports open nothing and return None.
+    Preliminary and final reports and addenda each open their own result, so
+    a final report signed critical after a critical preliminary one notifies
+    the recipient again, about the final text. Call it inside the signing
+    transaction, so that the result, its notification and its e-mail commit
+    with the signature. A report not signed critical opens nothing and
+    returns None.
     """
-    if not signed.critical or signed.kind not in CRITICAL_KINDS:
+    if not signed.critical:
         return None
     exam = signed.exam
-    config = settings.TELERAD
-    if exam.referring_clinician is not None and exam.referring_clinician.is_active:
-        recipient, address = exam.referring_clinician, exam.referring_clinician.email
-    else:
-        recipient, address = resolve_contact(config.critical_department_contact)
+    route = route_critical_result(exam)
+    first_recipient = route.source in (RecipientSource.REFERRING_CLINICIAN, RecipientSource.DEPARTMENT_CONTACT)
+    recipient = route.user if first_recipient else None
+    address = route.address if first_recipient else ""
 
     with transaction.atomic():
         result = CriticalResult.objects.create(
@@ -87,14 +159,22 @@ def open_critical_result(signed: SignedReport) -> CriticalResult | None:
         )
         signer = signed.signer.get_username()
         target = result.recipient_label or "nobody (no referring clinician and no department contact)"
-        _audit(result, audit.Action.CRITICAL_RESULT_OPENED, user=signer, detail=f"for {target}")
-        logger.info("critical result %s opened for %s by user %s (%s)", result.pk, target, signer, exam_label(exam))
-        text = _("A critical result of accession %(accession)s awaits your acknowledgement.") % {"accession": _accession(exam)}
-        if recipient is not None or address:
-            _notify_contact(result, recipient, address, NotificationKind.CRITICAL_RESULT, text, actor=signer)
+        _audit(result, audit.Action.CRITICAL_RESULT_OPENED, user=signer, detail=f"{signed.kind} report, for {target}")
+        logger.info("critical result %s of a %s report opened for %s by user %s (%s)", result.pk, signed.kind, target, signer, exam_label(exam))
+        if first_recipient:
+            _notify_contact(result, recipient, address, NotificationKind.CRITICAL_RESULT, _opened_text(signed), actor=signer)
         else:
-            _escalate(result, timezone.now(), reason="no referring clinician and no department contact")
+            _escalate(result, timezone.now(), reason="the exam has no referring clinician and no department contact can be reached")
     return result
+
+
+def _opened_text(signed: SignedReport) -> str:
+    accession = _accession(signed.exam)
+    if signed.kind == SignedKind.PRELIMINARY:
+        return _("A preliminary report of accession %(accession)s contains a critical result that awaits your acknowledgement.") % {
+            "accession": accession,
+        }
+    return _("A critical result of accession %(accession)s awaits your acknowledgement.") % {"accession": accession}
 
 
 def _notify_contact(
@@ -175,7 +255,7 @@ def check_escalations(now: datetime.datetime | None = None) -> int:
             )
             if result is None:
                 continue
-            _escalate(result, now, reason=f"not acknowledged within {settings.TELERAD.critical_ack_minutes} minutes")
+            _escalate(result, now, reason=f"it was not acknowledged within {settings.TELERAD.critical_ack_minutes} minutes")
             escalated += 1
     return escalated
 
@@ -189,7 +269,8 @@ def _escalate(result: CriticalResult, now: datetime.datetime, *, reason: str) ->
     if contact is None and not address:
         _audit(result, audit.Action.CRITICAL_RESULT_ESCALATED, outcome=audit.Outcome.SERIOUS_FAILURE, detail=f"{reason}; no escalation contact is configured")
         logger.error(
-            "critical result %s is %s and cannot escalate: TELERAD_CRITICAL_ESCALATION_CONTACT is not set (%s)", result.pk, reason, exam_label(result.exam),
+            "critical result %s needs escalation because %s, but TELERAD_CRITICAL_ESCALATION_CONTACT names nobody to escalate to (%s)",
+            result.pk, reason, exam_label(result.exam),
         )
         return
     _audit(result, audit.Action.CRITICAL_RESULT_ESCALATED, detail=f"{reason}; escalated to {result.escalated_to_label}")
@@ -218,7 +299,15 @@ def open_results():
     )
 
 
-def impression_of(signed: SignedReport) -> str:
-    """Return the impression of a signed report, or its whole text when it has no impression section (addenda)."""
+def critical_text(signed: SignedReport) -> tuple[str, str]:
+    """Return the heading and text that a critical result page shows of `signed`.
+
+    An addendum is shown whole under "Addendum". A report shows its
+    impression, or its whole text under "Report" when it has no impression.
+    """
+    if signed.kind == SignedKind.ADDENDUM:
+        return _("Addendum"), signed.text
     impression = (signed.sections or {}).get("impression", "").strip()
-    return impression or signed.text
+    if impression:
+        return _("Impression"), impression
+    return _("Report"), signed.text

@@ -35,7 +35,7 @@ def _result_or_404(result_pk: int) -> CriticalResult:
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @require_GET
 def critical_result(request: HttpRequest, result_pk: int) -> HttpResponse:
-    """Show the accession, the exam and the impression to someone who may acknowledge the result."""
+    """Show the accession, the exam and the impression (or the addendum) to someone who may acknowledge the result."""
     result = _result_or_404(result_pk)
     if not critical.may_acknowledge(request.user, result):
         return forbidden(request, critical_result, _("This critical result was sent to someone else."))
@@ -44,12 +44,14 @@ def critical_result(request: HttpRequest, result_pk: int) -> HttpResponse:
         detail=f"critical result {result.pk}, {exam_label(result.exam)}, signed report {result.signed_report_id}", **audit_fields(result.exam),
     )
     notifications.mark_link_read(request.user, request.path)
+    text_heading, text = critical.critical_text(result.signed_report)
     context = {
         "result": result,
         "exam": result.exam,
         "patient": result.exam.patient,
         "signed": result.signed_report,
-        "impression": critical.impression_of(result.signed_report),
+        "text_heading": text_heading,
+        "text": text,
         "can_open_exam": has_permission(request.user, Permission.READ_EXAMS),
         "can_open_in_portal": has_permission(request.user, Permission.VIEW_REFERRED_STUDIES) and can_view_exam(request.user, result.exam),
     }

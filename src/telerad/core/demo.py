@@ -7,8 +7,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from telerad.config import Config
+
 # User name, password, role names (see telerad.accounts.roles.Role). The
-# passwords are public, so they exist only where TELERAD_DEMO=true.
+# passwords are public, so they exist only where TELERAD_DEMO=true. The lead
+# radiologist is the demo's default critical result contact
+# (telerad.config.DEMO_CRITICAL_CONTACT).
 DEMO_ACCOUNTS = (
     ("admin", "telerad-demo-admin", ("administrator", "it")),
     ("radiologist", "telerad-demo-radiologist", ("radiologist",)),
@@ -26,7 +30,18 @@ def login_lines() -> list[str]:
     lines = ["  demo logins (user / password):"]
     for username, password, roles in DEMO_ACCOUNTS:
         lines.append(f"         {username:<13} {password:<28} ({', '.join(roles)})")
+    lines += critical_contact_lines(settings.TELERAD)
     lines.append(two_factor_line(settings.TELERAD.two_factor_required))
+    return lines
+
+
+def critical_contact_lines(config: Config) -> list[str]:
+    """Return the banner lines that name who gets critical results without a referring clinician, and their escalations."""
+    lines = []
+    if config.critical_department_contact:
+        lines.append(f"         critical results of exams without a referring clinician go to {config.critical_department_contact}")
+    if config.critical_escalation_contact:
+        lines.append(f"         critical results not acknowledged in time escalate to {config.critical_escalation_contact}")
     return lines
 
 

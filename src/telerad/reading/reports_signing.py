@@ -24,7 +24,7 @@ from django.utils.translation import ngettext
 from telerad.accounts import lockout, two_factor
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
-from telerad.clinicians.critical import open_critical_result
+from telerad.clinicians.critical import open_critical_result, route_critical_result
 from telerad.reading import claims, delivery
 from telerad.reading.models import Exam, ExamStatus, SignedKind, SignedReport
 from telerad.reading.reports import (
@@ -46,6 +46,20 @@ SIGNED_ACTIONS = {
 
 class ReauthenticationError(ReportError):
     status = 403
+
+
+class NoCriticalRecipientError(ReportError):
+    """Raised when a report signed critical would reach nobody: no referring clinician and no contact configured."""
+
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__(_(
+            "Nobody would receive this critical result, so the report was not signed. "
+            "Set the referring clinician in the exam's clinical information, "
+            "or ask an administrator to configure the department contact (TELERAD_CRITICAL_DEPARTMENT_CONTACT). "
+            "Your text is kept."
+        ))
 
 
 # Content hashes
@@ -101,6 +115,14 @@ def versions_for_display(exam: Exam) -> list[SignedReport]:
     versions.sort(key=lambda version: (version.signed_at, version.pk), reverse=True)
     versions.sort(key=lambda version: rank[version.kind])
     return versions
+
+
+def critical_preliminary(exam: Exam) -> SignedReport | None:
+    """Return the newest preliminary report of `exam` that was signed critical, or None."""
+    return (
+        SignedReport.objects.filter(exam=exam, kind=SignedKind.PRELIMINARY, critical=True)
+        .select_related("signer").order_by("-signed_at", "-id").first()
+    )
 
 
 # Re-authentication
@@ -186,11 +208,27 @@ def _end_claim(exam: Exam) -> None:
 
 def _audit_signed(signed: SignedReport, exam: Exam, user: AbstractBaseUser, address: str, method: str) -> None:
     critical = ", critical result" if signed.critical else ""
+    if signed.kind == SignedKind.FINAL and not signed.critical:
+        preliminary = critical_preliminary(exam)
+        if preliminary is not None:
+            # The attending unticked the box that the critical preliminary report ticked.
+            critical = f", not critical although preliminary report {preliminary.pk} was"
     audit.record_event(
         action=SIGNED_ACTIONS[signed.kind], user=user.get_username(), address=address,
         detail=f"{exam_label(exam)}, signed report {signed.pk}, confirmed by {method}{critical}", **audit_fields(exam),
     )
     logger.info("user %s signed a %s report of %s (signed report %d)", user.get_username(), signed.kind, exam_label(exam), signed.pk)
+
+
+def _require_critical_recipient(exam: Exam, user: AbstractBaseUser) -> None:
+    """Raise NoCriticalRecipientError when a critical result of `exam` would reach nobody."""
+    if route_critical_result(exam).reaches_someone:
+        return
+    logger.warning(
+        "rejected a critical signature by user %s on %s: no referring clinician and no critical result contact can be reached",
+        user.get_username(), exam_label(exam),
+    )
+    raise NoCriticalRecipientError()
 
 
 def sign_report(
@@ -201,7 +239,9 @@ def sign_report(
     The exam row is locked for the whole signing, so a second signer waits
     and then finds the final report. The database constraint
     one_final_report_per_exam catches any path that skips the lock.
-    Signing ends the claim.
+    Signing ends the claim. A report signed critical, preliminary or final,
+    opens a critical result; NoCriticalRecipientError is raised when nobody
+    would receive it.
     """
     exam = Exam.objects.select_related("patient").get(pk=exam_id)
     method = reauthenticate(user, password, code, address, exam)
@@ -209,7 +249,7 @@ def sign_report(
 
     try:
         with transaction.atomic():
-            exam = Exam.objects.select_for_update(of=("self",)).select_related("patient", "claimed_by").get(pk=exam_id)
+            exam = Exam.objects.select_for_update(of=("self",)).select_related("patient", "claimed_by", "referring_clinician").get(pk=exam_id)
             final = SignedReport.objects.filter(exam=exam, kind=SignedKind.FINAL).select_related("signer").first()
             if final is not None:
                 raise _already_final(final)
@@ -218,6 +258,8 @@ def sign_report(
             text = report_text(draft.template, draft.section_order, draft.sections)
             if not text or not _has_own_text(draft):
                 raise ReportError(_("The report is empty or contains only the template's starting text. Write the report before signing."))
+            if critical:
+                _require_critical_recipient(exam, user)
 
             signed = _create_signed(exam, kind, user, draft.section_order, draft.sections, text, critical)
             if kind == SignedKind.FINAL:
@@ -231,10 +273,10 @@ def sign_report(
             exam.save(update_fields=["status", "signed_at", "preliminary_at", "claimed_by", "claimed_at", "claim_active_at", "updated_at"])
             _audit_signed(signed, exam, user, address, method)
             claims.record_release_by_signing(exam, user, address=address)
+            # Queued in this transaction, so that a signature that rolls back sends nothing.
             if kind == SignedKind.FINAL:
-                # Queued in this transaction, so that a signature that rolls back sends nothing.
                 delivery.deliver_signed_report(signed)
-                open_critical_result(signed)
+            open_critical_result(signed)
     except IntegrityError:
         final = SignedReport.objects.filter(exam_id=exam_id, kind=SignedKind.FINAL).select_related("signer").first()
         if final is None:
@@ -254,9 +296,11 @@ def sign_addendum(exam_id: int, user: AbstractBaseUser, text: str, *, critical: 
     method = reauthenticate(user, password, code, address, exam)
 
     with transaction.atomic():
-        exam = Exam.objects.select_for_update(of=("self",)).select_related("patient").get(pk=exam_id)
+        exam = Exam.objects.select_for_update(of=("self",)).select_related("patient", "referring_clinician").get(pk=exam_id)
         if not SignedReport.objects.filter(exam=exam, kind=SignedKind.FINAL).exists():
             raise ReportError(_("An addendum follows a final report, and this exam has none yet."))
+        if critical:
+            _require_critical_recipient(exam, user)
         signed = _create_signed(exam, SignedKind.ADDENDUM, user, [ADDENDUM_SECTION], {ADDENDUM_SECTION: text}, text, critical)
         exam.status = ExamStatus.ADDENDED
         exam.save(update_fields=["status", "updated_at"])

@@ -21,12 +21,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 from telerad.accounts.roles import Permission, has_permission, requires
 from telerad.accounts.user_sessions import client_address
 from telerad.audit import events as audit
+from telerad.clinicians.critical import CriticalRoute, RecipientSource, route_critical_result
 from telerad.reading.models import Exam, ExamStatus, ReportTemplate, SignedKind
 from telerad.reading.reports import (
     SIGNED_STATUSES, ClaimRequiredError, Draft, ReportError, audit_fields, current_draft, exam_label, require_claim, save_draft,
 )
 from telerad.reading.reports_forms import AddendumForm, ConfirmSignatureForm
-from telerad.reading.reports_signing import hash_matches, sign_addendum, sign_report, versions_for_display
+from telerad.reading.reports_signing import (
+    ReauthenticationError, critical_preliminary, hash_matches, sign_addendum, sign_report, versions_for_display,
+)
 from telerad.reading.reports_templates import phrases_by_section, section_title
 
 
@@ -58,8 +61,42 @@ def editor_sections(draft: Draft, texts: dict[str, str] | None = None) -> list[d
     return sections
 
 
+def critical_recipient_notice(route: CriticalRoute) -> str:
+    """Return the sentence beside a "Critical result" box that names who would receive the result."""
+    name = {"name": route.display_name}
+    if route.source is RecipientSource.REFERRING_CLINICIAN:
+        return _("A critical result will be sent to the referring clinician, %(name)s.") % name
+    if route.source is RecipientSource.DEPARTMENT_CONTACT:
+        return _("The exam has no referring clinician, so a critical result will be sent to the department contact, %(name)s.") % name
+    if route.source is RecipientSource.ESCALATION_CONTACT:
+        return _(
+            "The exam has no referring clinician and no department contact is configured, "
+            "so a critical result will go straight to the escalation contact, %(name)s."
+        ) % name
+    return _(
+        "Nobody will receive this critical result: set the exam's referring clinician in its clinical information, "
+        "or ask an administrator to configure the department contact (TELERAD_CRITICAL_DEPARTMENT_CONTACT)."
+    )
+
+
+def _critical_context(request: HttpRequest, exam: Exam) -> dict[str, Any]:
+    """Return what the "Critical result" boxes show: who would receive the result, and the critical preliminary report."""
+    route = route_critical_result(exam, log_unknown=False)
+    return {
+        "critical_notice": critical_recipient_notice(route),
+        "critical_recipient_missing": not route.reaches_someone,
+        "can_edit_details": has_permission(request.user, Permission.EDIT_EXAM_DETAILS),
+        "critical_preliminary": critical_preliminary(exam),
+    }
+
+
 def editor_context(request: HttpRequest, exam: Exam, *, texts: dict[str, str] | None = None, revision: int | None = None, **extra: Any) -> dict[str, Any]:
-    """Build the context of the editor template for `exam`; `texts` and `revision` keep what the user posted but was not saved."""
+    """Build the context of the editor template for `exam`; `texts` and `revision` keep what the user posted but was not saved.
+
+    The sign form's "Critical result" box starts ticked when a preliminary
+    report of the exam was signed critical. After a rejected signature,
+    `extra` passes a sign_form that keeps the posted choice instead.
+    """
     draft = current_draft(exam)
     can_sign = has_permission(request.user, Permission.SIGN_REPORTS)
     claim_problem = None
@@ -68,6 +105,7 @@ def editor_context(request: HttpRequest, exam: Exam, *, texts: dict[str, str] | 
     except ClaimRequiredError as exc:
         claim_problem = exc.message
     versions = versions_for_display(exam)
+    critical_context = _critical_context(request, exam)
     context = {
         "exam": exam,
         "draft": draft,
@@ -80,9 +118,13 @@ def editor_context(request: HttpRequest, exam: Exam, *, texts: dict[str, str] | 
         "sign_kind": SignedKind.FINAL if can_sign else SignedKind.PRELIMINARY,
         "can_addend": can_sign and exam.status in SIGNED_STATUSES,
         "versions": versions,
-        "sign_form": ConfirmSignatureForm(),
+        "sign_form": ConfirmSignatureForm(initial={"critical": critical_context["critical_preliminary"] is not None}),
         "addendum_form": AddendumForm(),
+        **critical_context,
         "error": None,
+        "sign_error": None,
+        "addendum_error": None,
+        "password_rejected": False,
         "message": None,
     }
     context.update(extra)
@@ -95,7 +137,7 @@ def render_editor(request: HttpRequest, context: dict[str, Any], status: int = 2
 
 
 def get_exam(exam_id: int) -> Exam:
-    return get_object_or_404(Exam.objects.select_related("patient", "claimed_by"), pk=exam_id)
+    return get_object_or_404(Exam.objects.select_related("patient", "claimed_by", "referring_clinician"), pk=exam_id)
 
 
 @requires(Permission.READ_EXAMS)
@@ -153,8 +195,7 @@ def sign_view(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = get_exam(exam_id)
     form = ConfirmSignatureForm(request.POST)
     if not form.is_valid():
-        context = editor_context(request, exam, texts=request.POST, revision=request.POST.get("revision"), sign_form=ConfirmSignatureForm(), error=" ".join(form.non_field_errors()))
-        return render_editor(request, context, status=400)
+        return _render_rejected_signature(request, exam, form, " ".join(form.non_field_errors()), status=400)
     try:
         signed = sign_report(
             exam.pk, request.user, posted_revision(request), request.POST, critical=form.cleaned_data["critical"],
@@ -162,8 +203,7 @@ def sign_view(request: HttpRequest, exam_id: int) -> HttpResponse:
         )
     except ReportError as exc:
         exam.refresh_from_db()
-        context = editor_context(request, exam, texts=request.POST, revision=request.POST.get("revision"), error=exc.message)
-        return render_editor(request, context, status=exc.status)
+        return _render_rejected_signature(request, exam, form, exc.message, status=exc.status, password_rejected=isinstance(exc, ReauthenticationError))
     if not is_htmx(request):
         return redirect("reports:editor", exam_id=exam.pk)
     exam.refresh_from_db()
@@ -181,6 +221,18 @@ def sign_view(request: HttpRequest, exam_id: int) -> HttpResponse:
     return render_editor(request, editor_context(request, exam, message=message))
 
 
+def _render_rejected_signature(
+    request: HttpRequest, exam: Exam, form: ConfirmSignatureForm, message: str, *, status: int, password_rejected: bool = False,
+) -> HttpResponse:
+    """Render the editor with the posted text and critical choice, and `message` beside the password field, which gets the focus."""
+    unsigned_form = ConfirmSignatureForm(initial={"critical": form.cleaned_data.get("critical", False)})
+    context = editor_context(
+        request, exam, texts=request.POST, revision=request.POST.get("revision"), sign_form=unsigned_form, sign_error=message,
+        password_rejected=password_rejected,
+    )
+    return render_editor(request, context, status=status)
+
+
 def _embedded_in_exam_page(request: HttpRequest) -> bool:
     """Return whether the htmx request comes from the exam page that embeds the editor."""
     return urlsplit(request.headers.get("HX-Current-URL", "")).path.startswith("/worklist/")
@@ -194,7 +246,7 @@ def addendum_view(request: HttpRequest, exam_id: int) -> HttpResponse:
     form = AddendumForm(request.POST)
     if not form.is_valid():
         errors = [*form.non_field_errors(), *form.errors.get("text", [])]
-        context = editor_context(request, exam, addendum_form=form, error=" ".join(errors))
+        context = editor_context(request, exam, addendum_form=form, addendum_error=" ".join(errors))
         return render_editor(request, context, status=400)
     try:
         sign_addendum(
@@ -204,7 +256,10 @@ def addendum_view(request: HttpRequest, exam_id: int) -> HttpResponse:
     except ReportError as exc:
         exam.refresh_from_db()
         unsigned_form = AddendumForm(initial={"text": form.cleaned_data["text"], "critical": form.cleaned_data["critical"]})
-        return render_editor(request, editor_context(request, exam, addendum_form=unsigned_form, error=exc.message), status=exc.status)
+        context = editor_context(
+            request, exam, addendum_form=unsigned_form, addendum_error=exc.message, password_rejected=isinstance(exc, ReauthenticationError),
+        )
+        return render_editor(request, context, status=exc.status)
     if not is_htmx(request):
         return redirect("reports:editor", exam_id=exam.pk)
     exam.refresh_from_db()

@@ -65,6 +65,15 @@ def content_security_policy(script_hashes: list[str], *, worker: bool = False) -
     A web worker runs under the policy of its own script. The image decoding
     worker compiles JavaScript from strings (the wasm codecs' glue code does),
     so worker scripts, and only they, may evaluate strings.
+
+    OHIF's PDF viewport (Encapsulated PDF, such as telerad's own reports)
+    fetches the document, makes a blob: URL of it and shows it in an
+    ``<object type="application/pdf">``, which it first renders without
+    data. Chromium 156 checks that first, data-less load against object-src
+    as the page's own URL, and blocks the later blob: load too when it was
+    refused. It then shows the PDF in a child frame of the blob: URL, which
+    frame-src governs. The only other frames in OHIF's bundle belong to its
+    OpenID Connect login, which telerad does not configure.
     """
     hashes = " ".join(f"'{value}'" for value in script_hashes)
     evaluation = "'unsafe-eval' 'wasm-unsafe-eval'" if worker else "'wasm-unsafe-eval'"
@@ -78,7 +87,8 @@ def content_security_policy(script_hashes: list[str], *, worker: bool = False) -
             "font-src 'self' data:",
             "connect-src 'self'",
             "worker-src 'self' blob:",
-            "object-src 'none'",
+            "object-src 'self' blob:",
+            "frame-src blob:",
             "base-uri 'self'",
             "frame-ancestors 'self'",
             "form-action 'self'",

@@ -11,6 +11,8 @@ import dataclasses
 import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from telerad.archive.models import Patient, Study
@@ -80,12 +82,40 @@ class ReportDocument:
         return self.parts[-1]
 
     @property
-    def conclusion(self) -> str:
+    def main_conclusion(self) -> Section | None:
+        """The impression (or conclusion) section of the final report, the first of CONCLUSION_KEYS with text."""
         for key in CONCLUSION_KEYS:
             for section in self.main_part.sections:
                 if section.key == key and section.text.strip():
-                    return section.text.strip()
-        return ""
+                    return section
+        return None
+
+    @property
+    def conclusion(self) -> str:
+        """The conclusion of the report as it now reads (FHIR DiagnosticReport.conclusion).
+
+        A final report alone gives its impression. After addenda it gives
+        each addendum, newest first, then the final report's impression,
+        each under a heading that names it and, for addenda, the time of
+        signing, so that a receiver that shows only the conclusion still
+        sees the correction.
+        """
+        main = self.main_conclusion
+        addenda = [part for part in self.parts if part.kind == SignedKind.ADDENDUM]
+        if not addenda:
+            return main.text.strip() if main is not None else ""
+        blocks = []
+        for part in addenda:
+            heading = gettext("Addendum signed %(time)s") % {"time": timezone.localtime(part.signed_at).strftime("%Y-%m-%d %H:%M")}
+            text = "\n\n".join(section.text.strip() for section in part.sections)
+            blocks.append(f"{heading}:\n{text}")
+        if main is not None:
+            blocks.append(f"{main.title}:\n{main.text.strip()}")
+        return "\n\n".join(blocks)
+
+    @property
+    def has_critical_result(self) -> bool:
+        return any(part.signed.critical for part in self.parts)
 
     @property
     def exam_date(self) -> datetime.date | None:
@@ -106,9 +136,22 @@ class ReportDocument:
 
     @property
     def referring_physician(self) -> str:
+        """The Referring Physician's Name of the exam or its study, a DICOM PN (family^given)."""
         if self.exam.referring_physician_name:
             return self.exam.referring_physician_name
         return self.study.referring_physician_name if self.study is not None else ""
+
+    @property
+    def referring_physician_display(self) -> str:
+        """The referring physician for people to read: the referring clinician's full name, else the DICOM name, else the clinician's user name."""
+        clinician = self.exam.referring_clinician
+        full_name = clinician.get_full_name().strip() if clinician is not None else ""
+        if full_name:
+            return full_name
+        dicom_name = self.referring_physician.split("=")[0].replace("^", " ").strip()
+        if dicom_name:
+            return " ".join(dicom_name.split())
+        return clinician.get_username() if clinician is not None else ""
 
 
 def person_name(user: AbstractBaseUser) -> str:
@@ -158,7 +201,7 @@ def _part(signed: SignedReport, template_titles: dict[str, str]) -> SignedPart:
 
 def build_document(signed: SignedReport) -> ReportDocument:
     """Gather what every form of the delivered report shows for `signed`."""
-    exam = Exam.objects.select_related("patient").get(pk=signed.exam_id)
+    exam = Exam.objects.select_related("patient", "referring_clinician").get(pk=signed.exam_id)
     titles = _template_titles(exam)
     parts: list[SignedPart] = []
     if signed.kind == SignedKind.ADDENDUM:

@@ -32,6 +32,9 @@ UNICODE_FONT_FILES = (
     ("DejaVuSans", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
     ("DejaVuSans-Bold", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
 )
+# Dark red: white text on it has a contrast ratio above 7:1.
+CRITICAL_COLOR = colors.HexColor("#9b1c1c")
+PAGE_MARGIN = 20 * mm
 LOGO_MAX_HEIGHT = 18 * mm
 LOGO_MAX_WIDTH = 60 * mm
 
@@ -59,6 +62,8 @@ def _styles() -> dict[str, ParagraphStyle]:
         "label": ParagraphStyle("label", parent=base["Normal"], fontName=bold, fontSize=9, leading=12),
         "value": ParagraphStyle("value", parent=base["Normal"], fontName=regular, fontSize=9, leading=12),
         "signature": ParagraphStyle("signature", parent=base["Normal"], fontName=regular, fontSize=9, leading=12, textColor=colors.HexColor("#333333")),
+        "critical": ParagraphStyle("critical", parent=base["Normal"], fontName=bold, fontSize=12, leading=15, textColor=colors.white),
+        "critical_part": ParagraphStyle("critical_part", parent=base["Normal"], fontName=bold, fontSize=10, leading=13, textColor=CRITICAL_COLOR),
     }
 
 
@@ -103,7 +108,7 @@ def _details(document: ReportDocument, styles: dict[str, ParagraphStyle]) -> Tab
         (_("Accession number"), document.exam.accession_number),
         (_("Exam"), document.exam_description),
         (_("Exam date"), formats.date_format(exam_date, "DATE_FORMAT") if exam_date else ""),
-        (_("Referring physician"), document.referring_physician.replace("^", " ").strip()),
+        (_("Referring physician"), document.referring_physician_display),
     ]
     data = [[Paragraph(_markup(label), styles["label"]), Paragraph(_markup(value), styles["value"])] for label, value in rows]
     table = Table(data, colWidths=[40 * mm, None], hAlign="LEFT")
@@ -124,12 +129,28 @@ def _part_title(part: SignedPart) -> str:
     return _("Report")
 
 
+def _critical_banner(styles: dict[str, ParagraphStyle]) -> Table:
+    """Return the marker of a report that contains a critical result: white bold text on red, across the page."""
+    banner = Table([[Paragraph(_markup(_("Critical result")), styles["critical"])]], colWidths=["100%"], hAlign="LEFT")
+    banner.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, -1), CRITICAL_COLOR),
+        ("TOPPADDING", (0, 0), (-1, -1), 2 * mm),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2 * mm),
+    ]))
+    return banner
+
+
 def _part(part: SignedPart, styles: dict[str, ParagraphStyle], *, with_title: bool) -> list:
     flowables: list = []
+    title = _part_title(part)
     if with_title:
-        flowables.append(Paragraph(_markup(_part_title(part)), styles["part"]))
+        flowables.append(Paragraph(_markup(title), styles["part"]))
+        if part.signed.critical:
+            flowables.append(Paragraph(_markup(_("Critical result")), styles["critical_part"]))
     for section in part.sections:
-        flowables.append(Paragraph(_markup(section.title), styles["heading"]))
+        # An addendum's one section is titled "Addendum" like the part itself.
+        if not (with_title and section.title.strip().casefold() == title.casefold()):
+            flowables.append(Paragraph(_markup(section.title), styles["heading"]))
         flowables.append(Paragraph(_markup(section.text), styles["body"]))
     signature = _("Signed by %(signer)s on %(time)s") % {"signer": part.signer_name, "time": format_moment(part.signed_at)}
     flowables.append(Spacer(1, 3 * mm))
@@ -157,10 +178,12 @@ def render_pdf(document: ReportDocument) -> bytes:
     # so that the archived copy of a report can be made again identically.
     pdf = SimpleDocTemplate(
         buffer, pagesize=A4, title=title, author=document.main_part.signer_name, creator="telerad",
-        leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm, bottomMargin=20 * mm, invariant=True,
+        leftMargin=PAGE_MARGIN, rightMargin=PAGE_MARGIN, topMargin=18 * mm, bottomMargin=20 * mm, invariant=True,
     )
     story: list = _header(document, styles)
     story.append(Paragraph(_markup(title), styles["title"]))
+    if document.has_critical_result:
+        story += [_critical_banner(styles), Spacer(1, 3 * mm)]
     story.append(_details(document, styles))
     several = len(document.parts) > 1
     for part in document.parts:

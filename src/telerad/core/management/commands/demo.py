@@ -14,6 +14,7 @@ from telerad.core.demo import (
     DEMO_CLINICIAN,
     DEMO_REFERRING_PHYSICIAN,
     PATIENT_HISTORY,
+    critical_contact_lines,
     prepare_sample_variants,
     two_factor_line,
     write_patient_history,
@@ -39,6 +40,8 @@ class Command(BaseCommand):
         self._create_accounts()
         self._name_demo_clinician()
         self.stdout.write("Demo accounts: " + ", ".join(username for username, *_ in DEMO_ACCOUNTS))
+        for line in critical_contact_lines(settings.TELERAD):
+            self.stdout.write(line.strip())
         self.stdout.write(two_factor_line(settings.TELERAD.two_factor_required).strip())
         if not options["no_images"]:
             self._import_samples()

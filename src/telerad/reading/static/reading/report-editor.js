@@ -1,5 +1,5 @@
 // The report editor: phrase insertion, keyboard shortcuts, showing refused
-// saves, and a warning before leaving with an unsaved draft.
+// saves and signatures, and a warning before leaving with an unsaved draft.
 (function () {
   "use strict";
   // The editor fragment carries this script, so it may load more than once.
@@ -18,6 +18,26 @@
         EXPLAINED_STATUSES.indexOf(event.detail.xhr.status) !== -1) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
+    }
+  });
+
+  // A rejected signature brings the editor back with the message just above
+  // the password field, which htmx focuses because it has autofocus. The
+  // focus scrolls the field only to the window's edge, which can leave the
+  // message outside the view, so the field is centred. The signature saved
+  // none of the posted text, so the draft is saved now.
+  document.addEventListener("htmx:load", function (event) {
+    var editor = event.detail.elt;
+    if (!editor.matches || !editor.matches(".report-editor")) {
+      return;
+    }
+    var field = editor.querySelector("input[autofocus]");
+    if (field) {
+      field.scrollIntoView({ block: "center" });
+    }
+    var unsaved = editor.querySelector(".report-form[data-unsaved]");
+    if (unsaved) {
+      htmx.trigger(unsaved, "report-save");
     }
   });
 
