@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.accounts import roles
-from telerad.core import runtime
-from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, two_factor_line, write_patient_history
+from telerad.core import runtime, workers
+from telerad.core.demo import DEMO_ACCOUNTS, prepare_sample_variants, sign_prior_reports, two_factor_line, write_patient_history
 
 
 class Command(BaseCommand):
@@ -33,6 +33,8 @@ class Command(BaseCommand):
         self.stdout.write(two_factor_line(settings.TELERAD.two_factor_required).strip())
         if not options["no_images"]:
             self._import_samples()
+            signed = sign_prior_reports(workers.new_owner())
+            self.stdout.write(f"Signed the final reports of {signed} prior exams of the demo patient as the demo radiologist.")
             self._prepare_metadata()
 
     def _create_accounts(self) -> None:
