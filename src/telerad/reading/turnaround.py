@@ -1,14 +1,18 @@
 """Turnaround figures: how long exams waited from the arrival of their images to claim, preliminary and signed report.
 
-Counts are computed in the database with one grouped query per dimension
-(radiologist, modality, priority). Medians and 90th percentiles use
-PostgreSQL's ``percentile_cont`` in the same query. SQLite has no
-percentile aggregate, so there each group's durations are fetched sorted and
-interpolated in Python the same way as ``percentile_cont`` (linear between
+Durations are computed in the database as minutes. On PostgreSQL, counts,
+medians and 90th percentiles come from one grouped query per dimension
+(radiologist, modality, priority), with ``percentile_cont``. SQLite has no
+percentile aggregate, so there one query fetches every exam's group keys
+and durations, and the figures of all dimensions are computed from it in
+Python, interpolated the same way as ``percentile_cont`` (linear between
 the two nearest ranks).
 
-An exam's radiologist is the signer of its final report, else of its
-preliminary report, else the reader who holds its claim.
+An exam's radiologist is the signer of its final report, else of its first
+preliminary report, else the reader who has it claimed. Both reports are
+joined rather than looked up per exam: an exam has at most one final report
+(the one_final_report_per_exam constraint), and its first preliminary report
+is the one signed at its preliminary_at, which signing sets from it.
 """
 
 from __future__ import annotations
@@ -16,16 +20,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, F, IntegerField, OuterRef, QuerySet, Subquery
+from django.db import NotSupportedError, connection
+from django.db.models import Aggregate, CharField, Count, F, FilteredRelation, FloatField, Func, IntegerField, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from telerad.reading.models import Exam, Priority, SignedKind, SignedReport
+from telerad.reading.models import Exam, Priority, SignedKind
 
 MEDIAN = 0.5
 NINETIETH = 0.9
@@ -36,6 +40,11 @@ class Metric:
     key: str
     field: str
     label: Any
+
+    @property
+    def minutes(self) -> str:
+        """The name of the annotation with this metric's duration in minutes."""
+        return f"{self.key}_minutes"
 
 
 METRICS = (
@@ -82,7 +91,7 @@ class PercentileCont(Aggregate):
 
     function = "percentile_cont"
     template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = DurationField()
+    output_field = FloatField()
 
     def __init__(self, expression, fraction: float, **extra):
         if not 0 <= fraction <= 1:
@@ -90,31 +99,86 @@ class PercentileCont(Aggregate):
         super().__init__(expression, fraction=float(fraction), **extra)
 
 
+class MinutesBetween(Func):
+    """The minutes from the first timestamp to the second, as a float; NULL when either is NULL.
+
+    Computed with the database's own date functions, because Django's
+    duration arithmetic on SQLite calls a Python function for every row.
+    """
+
+    arity = 2
+    output_field = FloatField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotSupportedError(f"MinutesBetween supports SQLite and PostgreSQL, not {connection.vendor}")
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        start, end = self.source_expressions
+        return self._between(compiler, connection, start, end, "((julianday({end}) - julianday({start})) * 1440.0)")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        start, end = self.source_expressions
+        return self._between(compiler, connection, start, end, "(CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS double precision) / 60.0)")
+
+    @staticmethod
+    def _between(compiler, connection, start, end, template: str) -> tuple[str, list[Any]]:
+        start_sql, start_params = compiler.compile(start)
+        end_sql, end_params = compiler.compile(end)
+        return template.format(start=start_sql, end=end_sql), [*end_params, *start_params]
+
+
+class UtcTimestamp(Func):
+    """A timestamp as ISO 8601 text in UTC to the second (``2026-03-10T08:00:00+00:00``), formatted by the database.
+
+    Formatting in SQL spares the CSV export the parsing of every timestamp
+    into a Python datetime and back.
+    """
+
+    arity = 1
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotSupportedError(f"UtcTimestamp supports SQLite and PostgreSQL, not {connection.vendor}")
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        # Django stores SQLite timestamps as UTC text, "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        return super().as_sql(compiler, connection, template="strftime('%%Y-%%m-%%dT%%H:%%M:%%S+00:00', %(expressions)s)", **extra_context)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return super().as_sql(
+            compiler, connection, template="to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')", **extra_context,
+        )
+
+
 def database_has_percentiles() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _signer(kind: str) -> Subquery:
-    first = SignedReport.objects.filter(exam=OuterRef("pk"), kind=kind).order_by("signed_at", "id").values("signer_id")[:1]
-    return Subquery(first)
-
-
 def exams_in_range(start: datetime.date, end: datetime.date) -> QuerySet[Exam]:
-    """Return the exams whose images arrived from `start` to `end`, both included, with their radiologist and durations."""
+    """Return the exams whose images arrived from `start` to `end`, both included, with their radiologist and durations in minutes."""
     tz = timezone.get_current_timezone()
     since = datetime.datetime.combine(start, datetime.time.min, tzinfo=tz)
     until = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz)
-    durations = {f"{metric.key}_duration": F(metric.field) - F("study_received_at") for metric in METRICS}
+    durations = {metric.minutes: MinutesBetween("study_received_at", metric.field) for metric in METRICS}
     return (
         Exam.objects.filter(study_received_at__gte=since, study_received_at__lt=until)
         .annotate(
-            radiologist_id=Coalesce(_signer(SignedKind.FINAL), _signer(SignedKind.PRELIMINARY), F("claimed_by_id"), output_field=IntegerField()),
+            final_report=FilteredRelation("signed_reports", condition=Q(signed_reports__kind=SignedKind.FINAL)),
+            first_preliminary=FilteredRelation(
+                "signed_reports", condition=Q(signed_reports__kind=SignedKind.PRELIMINARY, signed_reports__signed_at=F("preliminary_at")),
+            ),
+        )
+        .annotate(
+            radiologist_id=Coalesce("final_report__signer_id", "first_preliminary__signer_id", "claimed_by_id", output_field=IntegerField()),
             **durations,
         )
     )
 
 
-def interpolated_percentile(ordered: list[datetime.timedelta], fraction: float) -> datetime.timedelta | None:
+Duration = TypeVar("Duration", float, datetime.timedelta)
+
+
+def interpolated_percentile(ordered: list[Duration], fraction: float) -> Duration | None:
     """Return the percentile of sorted durations by linear interpolation between the nearest ranks, as ``percentile_cont`` does."""
     if not ordered:
         return None
@@ -124,38 +188,54 @@ def interpolated_percentile(ordered: list[datetime.timedelta], fraction: float) 
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def _minutes(value: datetime.timedelta | None) -> float | None:
-    return None if value is None else round(value.total_seconds() / 60, 1)
+def _rounded(minutes: float | None) -> float | None:
+    return None if minutes is None else round(minutes, 1)
 
 
-def _group_filter(dimension: Dimension, key: Any) -> dict[str, Any]:
-    return {f"{dimension.field}__isnull": True} if key is None else {dimension.field: key}
+def _grouped_in_database(exams: QuerySet[Exam], dimension: Dimension) -> list[dict[str, Any]]:
+    """Return one row per group: its key, exam count, and per metric the count, median and 90th percentile in minutes."""
+    aggregates: dict[str, Any] = {"exam_count": Count("pk")}
+    for metric in METRICS:
+        aggregates[f"{metric.key}_count"] = Count(metric.field)
+        aggregates[f"{metric.key}_median"] = PercentileCont(F(metric.minutes), MEDIAN)
+        aggregates[f"{metric.key}_p90"] = PercentileCont(F(metric.minutes), NINETIETH)
+    return list(exams.order_by().values(dimension.field).annotate(**aggregates).order_by(dimension.field))
 
 
-def _sorted_durations(exams: QuerySet[Exam], dimension: Dimension, key: Any, metric: Metric) -> list[datetime.timedelta]:
-    column = f"{metric.key}_duration"
-    rows = exams.filter(**_group_filter(dimension, key), **{f"{metric.field}__isnull": False}).order_by(column)
-    return list(rows.values_list(column, flat=True))
+def _grouped_in_python(exams: QuerySet[Exam]) -> dict[str, list[dict[str, Any]]]:
+    """Return the rows of _grouped_in_database for every dimension, from one query of the exams' keys and durations."""
+    columns = [dimension.field for dimension in DIMENSIONS] + [metric.minutes for metric in METRICS]
+    durations: dict[str, dict[Any, list[list[float]]]] = {dimension.key: {} for dimension in DIMENSIONS}
+    counts: dict[str, dict[Any, int]] = {dimension.key: {} for dimension in DIMENSIONS}
+    for row in exams.order_by().values_list(*columns).iterator(chunk_size=CSV_CHUNK_SIZE):
+        keys, minutes = row[:len(DIMENSIONS)], row[len(DIMENSIONS):]
+        for dimension, key in zip(DIMENSIONS, keys):
+            counts[dimension.key][key] = counts[dimension.key].get(key, 0) + 1
+            lists = durations[dimension.key].setdefault(key, [[] for _metric in METRICS])
+            for values, value in zip(lists, minutes):
+                if value is not None:
+                    values.append(value)
+
+    result = {}
+    for dimension in DIMENSIONS:
+        rows = []
+        for key, lists in durations[dimension.key].items():
+            row: dict[str, Any] = {dimension.field: key, "exam_count": counts[dimension.key][key]}
+            for metric, values in zip(METRICS, lists):
+                values.sort()
+                row[f"{metric.key}_count"] = len(values)
+                row[f"{metric.key}_median"] = interpolated_percentile(values, MEDIAN)
+                row[f"{metric.key}_p90"] = interpolated_percentile(values, NINETIETH)
+            rows.append(row)
+        result[dimension.key] = rows
+    return result
 
 
 def group_figures(exams: QuerySet[Exam], dimension: Dimension) -> list[dict[str, Any]]:
-    """Return one row per group: its key, exam count, and per metric the count, median and 90th percentile (timedelta)."""
-    aggregates: dict[str, Any] = {"exam_count": Count("pk")}
-    with_percentiles = database_has_percentiles()
-    for metric in METRICS:
-        aggregates[f"{metric.key}_count"] = Count(metric.field)
-        if with_percentiles:
-            aggregates[f"{metric.key}_median"] = PercentileCont(F(f"{metric.key}_duration"), MEDIAN)
-            aggregates[f"{metric.key}_p90"] = PercentileCont(F(f"{metric.key}_duration"), NINETIETH)
-    rows = list(exams.order_by().values(dimension.field).annotate(**aggregates).order_by(dimension.field))
-    if not with_percentiles:
-        # NOTE: one query per group and metric, each returning only that group's sorted durations.
-        for row in rows:
-            for metric in METRICS:
-                ordered = _sorted_durations(exams, dimension, row[dimension.field], metric) if row[f"{metric.key}_count"] else []
-                row[f"{metric.key}_median"] = interpolated_percentile(ordered, MEDIAN)
-                row[f"{metric.key}_p90"] = interpolated_percentile(ordered, NINETIETH)
-    return rows
+    """Return one row per group: its key, exam count, and per metric the count, median and 90th percentile in minutes."""
+    if database_has_percentiles():
+        return _grouped_in_database(exams, dimension)
+    return _grouped_in_python(exams)[dimension.key]
 
 
 def _labels(dimension: Dimension, keys: Iterable[Any]) -> dict[Any, str]:
@@ -167,14 +247,13 @@ def _labels(dimension: Dimension, keys: Iterable[Any]) -> dict[Any, str]:
     return {key: ", ".join(part for part in key.split("\\") if part) or str(_("(none)")) for key in keys}
 
 
-def figures(exams: QuerySet[Exam], dimension: Dimension) -> list[GroupFigures]:
-    rows = group_figures(exams, dimension)
+def _figures_of_rows(rows: list[dict[str, Any]], dimension: Dimension) -> list[GroupFigures]:
     labels = _labels(dimension, [row[dimension.field] for row in rows])
     result = [
         GroupFigures(
             key=row[dimension.field], label=labels[row[dimension.field]], count=row["exam_count"],
             metrics={
-                metric.key: MetricFigures(row[f"{metric.key}_count"], _minutes(row[f"{metric.key}_median"]), _minutes(row[f"{metric.key}_p90"]))
+                metric.key: MetricFigures(row[f"{metric.key}_count"], _rounded(row[f"{metric.key}_median"]), _rounded(row[f"{metric.key}_p90"]))
                 for metric in METRICS
             },
         )
@@ -184,35 +263,50 @@ def figures(exams: QuerySet[Exam], dimension: Dimension) -> list[GroupFigures]:
     return result
 
 
+def figures(exams: QuerySet[Exam], dimension: Dimension) -> list[GroupFigures]:
+    return _figures_of_rows(group_figures(exams, dimension), dimension)
+
+
+def figures_by_dimension(exams: QuerySet[Exam]) -> dict[str, list[GroupFigures]]:
+    """Return the figures of every dimension, by dimension key, with one query per dimension or, on SQLite, one query in all."""
+    if database_has_percentiles():
+        rows = {dimension.key: _grouped_in_database(exams, dimension) for dimension in DIMENSIONS}
+    else:
+        rows = _grouped_in_python(exams)
+    return {dimension.key: _figures_of_rows(rows[dimension.key], dimension) for dimension in DIMENSIONS}
+
+
 CSV_HEADER = (
     "exam_id", "accession_number", "modalities", "priority", "radiologist", "images_received", "first_claimed",
     "preliminary", "signed", "minutes_to_claimed", "minutes_to_preliminary", "minutes_to_signed",
 )
 CSV_CHUNK_SIZE = 2000
+TIMESTAMP_FIELDS = ("study_received_at", "first_claimed_at", "preliminary_at", "signed_at")
 
 
-def _timestamp(value: datetime.datetime | None) -> str:
-    return "" if value is None else value.isoformat()
-
-
-def _duration_minutes(value: datetime.timedelta | None) -> str:
-    return "" if value is None else f"{value.total_seconds() / 60:.1f}"
+def _minutes_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
 
 
 def csv_rows(exams: QuerySet[Exam]) -> Iterator[tuple[str, ...]]:
-    """Yield the header, then one row per exam, oldest first, read from the database in chunks."""
+    """Yield the header, then one row per exam, oldest first, read from the database in chunks.
+
+    Timestamps are in UTC to the second, as the database formats them.
+    """
     usernames = dict(get_user_model().objects.values_list("pk", "username"))
+    priority_names = {priority.value: priority.name for priority in Priority}
     yield CSV_HEADER
+    exams = exams.annotate(**{f"{field}_text": UtcTimestamp(field) for field in TIMESTAMP_FIELDS})
     columns = (
-        "pk", "accession_number", "modalities", "priority", "radiologist_id", "study_received_at", "first_claimed_at",
-        "preliminary_at", "signed_at", "claimed_duration", "preliminary_duration", "signed_duration",
+        "pk", "accession_number", "modalities", "priority", "radiologist_id",
+        *(f"{field}_text" for field in TIMESTAMP_FIELDS), *(metric.minutes for metric in METRICS),
     )
     for row in exams.order_by("study_received_at", "pk").values_list(*columns).iterator(chunk_size=CSV_CHUNK_SIZE):
-        pk, accession, modalities, priority, radiologist, received, claimed, preliminary, signed, *durations = row
+        pk, accession, modalities, priority, radiologist, *timestamps = row[:5 + len(TIMESTAMP_FIELDS)]
+        minutes = row[5 + len(TIMESTAMP_FIELDS):]
         yield (
-            str(pk), accession, modalities, Priority(priority).name, usernames.get(radiologist, ""),
-            _timestamp(received), _timestamp(claimed), _timestamp(preliminary), _timestamp(signed),
-            *(_duration_minutes(duration) for duration in durations),
+            str(pk), accession, modalities, priority_names[priority], usernames.get(radiologist, ""),
+            *(timestamp or "" for timestamp in timestamps), *(_minutes_text(value) for value in minutes),
         )
 
 
