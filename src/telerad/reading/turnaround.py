@@ -205,22 +205,40 @@ def _grouped_in_database(exams: QuerySet[Exam], dimension: Dimension) -> list[di
 def _grouped_in_python(exams: QuerySet[Exam]) -> dict[str, list[dict[str, Any]]]:
     """Return the rows of _grouped_in_database for every dimension, from one query of the exams' keys and durations."""
     columns = [dimension.field for dimension in DIMENSIONS] + [metric.minutes for metric in METRICS]
-    durations: dict[str, dict[Any, list[list[float]]]] = {dimension.key: {} for dimension in DIMENSIONS}
-    counts: dict[str, dict[Any, int]] = {dimension.key: {} for dimension in DIMENSIONS}
-    for row in exams.order_by().values_list(*columns).iterator(chunk_size=CSV_CHUNK_SIZE):
-        keys, minutes = row[:len(DIMENSIONS)], row[len(DIMENSIONS):]
-        for dimension, key in zip(DIMENSIONS, keys):
-            counts[dimension.key][key] = counts[dimension.key].get(key, 0) + 1
-            lists = durations[dimension.key].setdefault(key, [[] for _metric in METRICS])
-            for values, value in zip(lists, minutes):
-                if value is not None:
-                    values.append(value)
+    sql, params = exams.order_by().values_list(*columns).query.sql_with_params()
+    # Exams are first gathered per combination of all group keys, so that each
+    # row costs one dictionary lookup; the dimensions then merge those lists.
+    # The cursor is read directly because Django's per-value conversion of the
+    # float columns would cost as much as the grouping.
+    combined: dict[tuple[Any, ...], list[list[float]]] = {}
+    counts: dict[tuple[Any, ...], int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CSV_CHUNK_SIZE):
+            for row in rows:
+                keys = row[:len(DIMENSIONS)]
+                lists = combined.get(keys)
+                if lists is None:
+                    lists = combined[keys] = [[] for _metric in METRICS]
+                    counts[keys] = 0
+                counts[keys] += 1
+                for values, value in zip(lists, row[len(DIMENSIONS):]):
+                    if value is not None:
+                        values.append(value)
 
     result = {}
-    for dimension in DIMENSIONS:
+    for position, dimension in enumerate(DIMENSIONS):
+        merged: dict[Any, list[list[float]]] = {}
+        exam_counts: dict[Any, int] = {}
+        for keys, lists in combined.items():
+            key = keys[position]
+            target = merged.setdefault(key, [[] for _metric in METRICS])
+            for values, more in zip(target, lists):
+                values.extend(more)
+            exam_counts[key] = exam_counts.get(key, 0) + counts[keys]
         rows = []
-        for key, lists in durations[dimension.key].items():
-            row: dict[str, Any] = {dimension.field: key, "exam_count": counts[dimension.key][key]}
+        for key, lists in merged.items():
+            row: dict[str, Any] = {dimension.field: key, "exam_count": exam_counts[key]}
             for metric, values in zip(METRICS, lists):
                 values.sort()
                 row[f"{metric.key}_count"] = len(values)
