@@ -120,3 +120,45 @@ def test_narrow_screen_links_to_viewer(server, current_exam, browser):
         assert page.get_by_role("button", name="Open the viewer in its own window").is_visible()
     finally:
         context.close()
+
+
+# Tabs that reach the claim button from the top of the page: the skip link, the header's links and "Back to the worklist".
+MAX_TABS_TO_CLAIM = 20
+
+
+def test_keyboard_reaches_claim_before_viewer(server, current_exam, browser):
+    exam_id, _uids = current_exam
+    context, page = signed_in_page(browser, server, WIDE_SCREEN)
+    try:
+        page.goto(f"/worklist/{exam_id}/")
+        page.wait_for_selector("iframe.viewer-frame[src]", timeout=FIRST_IMAGE_TIMEOUT_MS)
+        focused = []
+        for _ in range(MAX_TABS_TO_CLAIM):
+            page.keyboard.press("Tab")
+            focused.append(page.evaluate("() => document.activeElement.tagName + ' ' + document.activeElement.textContent.trim()"))
+            if focused[-1] == "BUTTON Claim and read":
+                break
+
+        assert focused[-1] == "BUTTON Claim and read", f"the claim button was not reached: {focused}"
+        assert not any(element.startswith("IFRAME") for element in focused), f"the viewer took the focus before the claim: {focused}"
+    finally:
+        context.close()
+
+
+def test_header_shares_reading_theme(server, current_exam, browser):
+    exam_id, _uids = current_exam
+    context, page = signed_in_page(browser, server, WIDE_SCREEN)
+    try:
+        page.goto(f"/worklist/{exam_id}/")
+        page.wait_for_load_state("networkidle")
+        # Pico paints the page's background on the html element; the regions inside should let it show through.
+        backgrounds = page.evaluate("""() => ['html', 'body', 'body > header', 'main', '.reading-screen'].map(
+            selector => getComputedStyle(document.querySelector(selector)).backgroundColor)""")
+        page_background = backgrounds[0]
+        red, green, blue = (int(value) for value in page_background.removeprefix("rgb(").removesuffix(")").split(","))
+
+        assert max(red, green, blue) < 64, f"the page is not dark: {backgrounds}"
+        for background in backgrounds[1:]:
+            assert background in (page_background, "rgba(0, 0, 0, 0)"), f"a region has its own background: {backgrounds}"
+    finally:
+        context.close()

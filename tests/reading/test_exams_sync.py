@@ -163,6 +163,66 @@ def test_report_objects_add_no_modality(sample_file, storage, make_user):
     assert Exam.objects.get().modalities == "CT"
 
 
+def test_viewer_sr_and_segmentation_add_no_modality(sample_file, storage):
+    ct = store_sample(sample_file("CT_small.dcm"), storage=storage, PatientID="PAT-10", AccessionNumber="A1000")
+    exams.sync_exams(storage=storage)
+    same_study = {"PatientID": "PAT-10", "AccessionNumber": "A1000", "StudyInstanceUID": ct.StudyInstanceUID}
+    store_sample(sample_file("reportsi.dcm"), storage=storage, **same_study)
+    store_sample(sample_file("liver_1frame.dcm"), storage=storage, **same_study)
+
+    result = exams.sync_exams(storage=storage)
+
+    assert Study.objects.get().modalities_in_study == "CT\\SEG\\SR"
+    assert result.exams_updated == 0
+    assert Exam.objects.get().modalities == "CT"
+
+
+def test_new_exam_leaves_out_non_image_series(sample_file, storage):
+    ct = store_sample(sample_file("CT_small.dcm"), storage=storage, PatientID="PAT-11", AccessionNumber="A1100")
+    store_sample(sample_file("reportsi.dcm"), storage=storage, PatientID="PAT-11", AccessionNumber="A1100", StudyInstanceUID=ct.StudyInstanceUID)
+
+    exams.sync_exams(storage=storage)
+
+    assert Exam.objects.get().modalities == "CT"
+
+
+def test_exam_of_only_reports_keeps_sr(sample_file, storage):
+    report = store_sample(sample_file("reportsi.dcm"), storage=storage, PatientID="PAT-12", AccessionNumber="A1200")
+    exams.sync_exams(storage=storage)
+    assert Exam.objects.get().modalities == "SR"
+
+    store_sample(sample_file("CT_small.dcm"), storage=storage, PatientID="PAT-12", AccessionNumber="A1200", StudyInstanceUID=report.StudyInstanceUID)
+    exams.sync_exams(storage=storage)
+
+    assert Exam.objects.get().modalities == "CT"
+
+
+def test_full_sync_removes_stale_report_modalities(sample_file, storage):
+    store_sample(sample_file("CT_small.dcm"), storage=storage, PatientID="PAT-13", AccessionNumber="A1300")
+    exams.sync_exams(storage=storage)
+    # The modalities that a sync before the non-image rule could leave on an exam.
+    Exam.objects.update(modalities="CT\\DOC\\KO\\PR\\SR")
+
+    result = exams.sync_exams(storage=storage, full=True)
+
+    assert result.exams_updated == 1
+    assert Exam.objects.get().modalities == "CT"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["CT", "SR", "DOC"], "CT"),
+        (["MR\\PR", "KO", "CT"], "CT\\MR"),
+        (["SR", "DOC"], "DOC\\SR"),
+        (["", "US"], "US"),
+        ([], ""),
+    ],
+)
+def test_image_modalities(values, expected):
+    assert exams.image_modalities(values) == expected
+
+
 def test_calling_ae_when_no_institution(sample_file, storage):
     store_sample(sample_file("CT_small.dcm"), storage=storage, ae_title="CT_NORTH", InstitutionName=None)
 

@@ -198,3 +198,78 @@ def test_bar_chart_scales_to_largest_value():
     assert chart.bars[1].width == chart.width - turnaround.CHART_LABEL_WIDTH - turnaround.CHART_VALUE_WIDTH
     assert chart.bars[0].width == chart.bars[1].width / 2
     assert turnaround.bar_chart("Median", [("ada", None)]) is None
+
+
+def test_first_preliminary_signer_counts(ada, ben, make_user):
+    carol = make_user("carol", "resident")
+    dan = make_user("dan", "resident")
+    exam = make_read_exam(ada, claimed=1, signed=None, preliminary=20)
+    for signer, minutes_after in ((carol, 20), (dan, 35)):
+        SignedReport.objects.create(
+            exam=exam, kind=SignedKind.PRELIMINARY, text="Preliminary.", signer=signer, signed_at=RECEIVED + minutes(minutes_after),
+            content_hash="0" * 64,
+        )
+
+    groups = groups_by_label("radiologist")
+
+    assert set(groups) == {"carol"}
+    assert groups["carol"].metrics["preliminary"] == turnaround.MetricFigures(count=1, median=20.0, p90=20.0)
+
+
+def test_exam_without_claim_or_report_is_unclaimed(ada):
+    make_read_exam(None, claimed=5, signed=None)
+
+    groups = groups_by_label("radiologist")
+
+    assert set(groups) == {"(not claimed)"}
+    assert groups["(not claimed)"].count == 1
+
+
+def test_minutes_between_timestamps():
+    exam = make_read_exam(None, claimed=0.5, signed=None, preliminary=90.25)
+    Exam.objects.filter(pk=exam.pk).update(study_received_at=RECEIVED + datetime.timedelta(microseconds=250_000))
+
+    row = turnaround.exams_in_range(datetime.date(2026, 3, 1), datetime.date(2026, 3, 31)).values(
+        "claimed_minutes", "preliminary_minutes", "signed_minutes",
+    ).get()
+
+    assert row["claimed_minutes"] == pytest.approx(0.5 - 0.25 / 60, abs=1e-6)
+    assert row["preliminary_minutes"] == pytest.approx(90.25 - 0.25 / 60, abs=1e-6)
+    assert row["signed_minutes"] is None
+
+
+def test_utc_timestamp_drops_fraction_and_zone():
+    exam = make_read_exam(None, claimed=1, signed=None)
+    local = datetime.datetime(2026, 3, 10, 9, 30, 15, 987654, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    Exam.objects.filter(pk=exam.pk).update(first_claimed_at=local)
+
+    texts = Exam.objects.filter(pk=exam.pk).annotate(
+        claimed_text=turnaround.UtcTimestamp("first_claimed_at"), signed_text=turnaround.UtcTimestamp("signed_at"),
+    ).values("claimed_text", "signed_text").get()
+
+    assert texts["claimed_text"] == "2026-03-10T07:30:15+00:00"
+    assert texts["signed_text"] is None
+
+
+def test_figures_by_dimension_match_single_dimension(exams):
+    exams_in_range = turnaround.exams_in_range(datetime.date(2026, 3, 1), datetime.date(2026, 3, 31))
+
+    together = turnaround.figures_by_dimension(exams_in_range)
+
+    for dimension in turnaround.DIMENSIONS:
+        assert together[dimension.key] == turnaround.figures(exams_in_range, dimension)
+
+
+def test_csv_streams_rows_in_chunks(ada, lead):
+    from telerad.reading.turnaround_views import CSV_ROWS_PER_CHUNK
+
+    for index in range(CSV_ROWS_PER_CHUNK + 10):
+        make_read_exam(ada, claimed=1, signed=index + 2)
+
+    response = client_for(lead).get(reverse("turnaround:csv"), RANGE)
+    chunks = list(response.streaming_content)
+
+    assert len(chunks) == 2
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
+    assert len(rows) == CSV_ROWS_PER_CHUNK + 10
+    assert rows[-1]["minutes_to_signed"] == f"{CSV_ROWS_PER_CHUNK + 11:.1f}"

@@ -31,7 +31,12 @@ ADMIN_MODEL_PERMISSIONS: dict[Permission, frozenset[str]] = {
     }),
     # The archive's records are read-only in the admin, for those who may see patient data.
     Permission.VIEW_STUDIES: frozenset(f"archive.view_{model}" for model in ("patient", "study", "series", "instance")),
-    Permission.MANAGE_REMOTE_AES: frozenset(f"dimse.{action}_remoteae" for action in ("view", "add", "change", "delete")),
+    Permission.MANAGE_REMOTE_AES: frozenset({
+        *(f"dimse.{action}_remoteae" for action in ("view", "add", "change", "delete")),
+        # The notification e-mail outbox: listed, and retried through a change.
+        "clinicians.view_emailjob",
+        "clinicians.change_emailjob",
+    }),
     # Shown read-only; only an account that also opens the admin site sees it there.
     Permission.VIEW_AUDIT: frozenset({"audit.view_auditevent"}),
 }

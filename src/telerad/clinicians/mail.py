@@ -227,6 +227,17 @@ def _audit(job: EmailJob, outcome: audit.Outcome, detail: str) -> None:
     )
 
 
+def retry_now(job: EmailJob) -> bool:
+    """Put a failed or waiting e-mail back in the outbox for an attempt at once, with a fresh count of attempts when failed."""
+    changes = {"state": EmailState.PENDING, "next_attempt_at": timezone.now()}
+    if job.state == EmailState.FAILED:
+        changes["attempts"] = 0
+    updated = EmailJob.objects.filter(pk=job.pk, state__in=[EmailState.PENDING, EmailState.FAILED]).update(**changes)
+    if updated:
+        transaction.on_commit(wake)
+    return updated == 1
+
+
 class MailWorker(OutboxWorker):
     """A background thread that sends due e-mails until stopped."""
 

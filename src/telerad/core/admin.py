@@ -1,10 +1,11 @@
-"""Shared base for admin pages of records that only telerad's own code writes."""
+"""Shared bases of admin pages: records that only telerad's own code writes, and outbox lists."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, Q, QuerySet, TextChoices
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -34,3 +35,35 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         for field in self.exact_search_fields:
             condition |= Q(**{field: term})
         return queryset.filter(condition), False
+
+
+class FailedOrPendingFilter(admin.SimpleListFilter):
+    """The state filter of an outbox list: failed and pending rows by default, since those are the ones that need attention.
+
+    Subclasses set `states` to the model's state choices, which must have
+    the values "failed" and "pending".
+    """
+
+    title = _("state")
+    parameter_name = "state"
+    states: type[TextChoices]
+    OPEN_STATES = ("failed", "pending")
+
+    def lookups(self, request, model_admin):
+        return [("open", _("Failed or pending")), *self.states.choices, ("all", _("All"))]
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": (self.value() or "open") == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or "open"
+        if value == "open":
+            return queryset.filter(state__in=self.OPEN_STATES)
+        if value in self.states.values:
+            return queryset.filter(state=value)
+        return queryset

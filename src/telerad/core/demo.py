@@ -181,3 +181,67 @@ def write_patient_history(target: Path) -> list[Path]:
         dataset.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+# The final reports of the two priors, signed by the demo radiologist: text
+# of the sections of the "CT head" report template, by accession number.
+PRIOR_REPORTS = {
+    "DEMO-CT-2025": {
+        "comparison": "CT head of 15 November 2023.",
+        "findings": (
+            "No intracranial haemorrhage, mass effect or midline shift. Grey-white matter differentiation is preserved. "
+            "Mild periventricular white matter hypodensities, unchanged. The ventricles and sulci are normal for age. "
+            "No extra-axial collection. The calvarium is intact."
+        ),
+        "impression": "No acute intracranial abnormality. Mild chronic small vessel change, stable since 2023.",
+    },
+    "DEMO-CT-2023": {
+        "comparison": "None.",
+        "findings": (
+            "No intracranial haemorrhage, mass effect or midline shift. Grey-white matter differentiation is preserved. "
+            "Mild periventricular white matter hypodensities. The ventricles and sulci are normal for age. "
+            "No extra-axial collection. The calvarium is intact."
+        ),
+        "impression": "No acute intracranial abnormality. Mild chronic small vessel ischaemic change.",
+    },
+}
+# Most passes over the report delivery outbox, each of up to one batch of jobs; the priors' two jobs take one pass.
+MAX_DELIVERY_PASSES = 10
+
+
+def sign_prior_reports(owner: str) -> int:
+    """Sign the final reports of PRIOR_REPORTS as the demo radiologist, and store their report objects; return how many were signed.
+
+    Each prior goes the way a reader takes: exam sync makes its exam, the
+    worklist's claim, then the editor's signing with the radiologist's
+    password, which records the turnaround times and queues the delivery.
+    The delivery then runs at once, as a server's delivery worker would, so
+    that the Encapsulated PDF and the Basic Text SR are in the priors'
+    studies from the start. A prior that has a final report is skipped, so
+    a second run of the demo signs nothing twice.
+    """
+    from django.contrib.auth import get_user_model
+
+    from telerad.reading import claims, exams
+    from telerad.reading.delivery import outbox
+    from telerad.reading.models import Exam, SignedKind, SignedReport
+    from telerad.reading.reports import current_draft
+    from telerad.reading.reports_signing import sign_report
+
+    username, password, _roles = next(account for account in DEMO_ACCOUNTS if account[0] == "radiologist")
+    radiologist = get_user_model().objects.get(username=username)
+    exams.sync_exams()
+    signed = 0
+    for accession, sections in PRIOR_REPORTS.items():
+        exam = Exam.objects.filter(accession_number=accession).first()
+        if exam is None or SignedReport.objects.filter(exam=exam, kind=SignedKind.FINAL).exists():
+            continue
+        claims.claim(exam.pk, radiologist)
+        data = {f"section-{key}": text for key, text in sections.items()}
+        sign_report(exam.pk, radiologist, current_draft(exam).revision, data, critical=False, password=password, code="", address="")
+        signed += 1
+
+    for _ in range(MAX_DELIVERY_PASSES):
+        if not outbox.process_due_jobs(owner):
+            break
+    return signed

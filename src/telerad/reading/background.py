@@ -1,8 +1,9 @@
 """The servers' background thread for the worklist: make exams of new studies, clear lapsed claims and escalate critical results.
 
-It runs every ``exam_sync_seconds`` in ``telerad serve`` and ``telerad web``.
-Its state lives in the database, so a process that stops loses nothing and
-several web nodes may each run one.
+It runs every ``exam_sync_seconds`` in ``telerad serve``, ``telerad web``
+and ``telerad worker`` (see :mod:`telerad.core.background`). Its state
+lives in the database, so a process that stops loses nothing and several
+nodes may each run one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from telerad.clinicians import critical, mail
+from telerad.clinicians import critical
 from telerad.reading import claims, exams
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ def start() -> WorklistWorker:
         if _worker is None:
             _worker = WorklistWorker(settings.TELERAD.exam_sync_seconds)
             _worker.start()
-            # Notification e-mails go out from their own thread, so that a slow SMTP server cannot hold up this one.
-            mail.start()
         return _worker
 
 
@@ -93,5 +92,4 @@ def stop() -> None:
     with _lock:
         if _worker is not None:
             _worker.stop()
-            mail.stop()
             _worker = None

@@ -26,12 +26,10 @@ from django.utils.translation import gettext as _
 
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
-from telerad.reading.models import Exam, ExamStatus, ExamStudy
+from telerad.reading.models import OPEN_STATUSES, Exam, ExamStatus, ExamStudy
 
 logger = logging.getLogger(__name__)
 
-# Exams waiting for a report; only these appear on the worklist and can be claimed.
-OPEN_STATUSES = (ExamStatus.UNREAD, ExamStatus.IN_PROGRESS, ExamStatus.DRAFT, ExamStatus.PRELIMINARY)
 # Lapsed claims cleared per run of expire_lapsed_claims; the rest wait for the next run.
 EXPIRE_BATCH_SIZE = 500
 

@@ -37,8 +37,7 @@ from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.archive.storage import FileStorage
 from telerad.clinicians.matching import ClinicianMatcher, assign_matched_clinician, record_match
-from telerad.reading.delivery.dicom_objects import report_uid
-from telerad.reading.models import Exam, ExamStatus, ExamStudy, ExamSyncState, Priority, Report, SignedReport, SubspecialtyRule
+from telerad.reading.models import Exam, ExamStatus, ExamStudy, ExamSyncState, Priority, Report, SubspecialtyRule
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +156,11 @@ IMAGE_SOP_CLASSES_NOT_NAMED_IMAGE = frozenset({"1.2.840.10008.5.1.4.1.1.6.2"})  
 # Modality (0008,0060) terms of series without images (PS3.3 C.7.3.1.1.1):
 # documents, structured reports, key objects, presentation states,
 # registrations, segmentations, waveforms and radiotherapy objects. They decide
-# only for SOP classes that pydicom does not know (private or newer ones).
+# whether a SOP class that pydicom does not know (private or newer) is an image.
+# Report delivery stores the signed report in the exam's study as DOC and SR,
+# and viewers save measurements as SR, KO or PR: exams leave all of them out
+# of their modalities. The data migration recompute_exam_modalities keeps its
+# own, shorter copy.
 NON_IMAGE_SERIES_MODALITIES = frozenset({
     "ASMT", "AU", "DOC", "ECG", "EEG", "EMG", "EOG", "EPS", "FID", "HD", "KO", "M3D", "PLAN", "POS", "PR", "REG",
     "RESP", "RTDOSE", "RTPLAN", "RTRECORD", "RTSTRUCT", "RWV", "SEG", "SMR", "SR",
@@ -225,10 +228,21 @@ def read_order_information(study: Study, storage: FileStorage) -> tuple[OrderInf
         return OrderInformation(), instance.source_ae_title
 
 
-def joined_modalities(values: Iterable[str]) -> str:
-    """Merge backslash-separated modality lists into one sorted list without repeats."""
+def image_modalities(values: Iterable[str]) -> str:
+    """Merge backslash-separated modality lists into one sorted list without repeats or NON_IMAGE_SERIES_MODALITIES.
+
+    An exam whose series are all non-image objects (a study of one report,
+    say) keeps them, so that the worklist still names what it contains. Its
+    next image series replaces them.
+    """
     modalities = {modality for value in values for modality in value.split("\\") if modality}
-    return "\\".join(sorted(modalities))
+    images = modalities - NON_IMAGE_SERIES_MODALITIES
+    return "\\".join(sorted(images or modalities))
+
+
+def study_series_modalities(study: Study) -> list[str]:
+    """Return the Modality of each series of `study`, without empty ones."""
+    return list(Series.objects.filter(study=study).exclude(modality="").values_list("modality", flat=True))
 
 
 def choose_subspecialty(exam: Exam, rules: list[SubspecialtyRule]) -> int | None:
@@ -258,7 +272,7 @@ def _new_exam(study: Study, order: OrderInformation, calling_ae_title: str) -> E
         patient_id=study.patient_id,
         accession_number=study.accession_number,
         priority=order.priority or Priority.ROUTINE,
-        modalities=joined_modalities([study.modalities_in_study]),
+        modalities=image_modalities(study_series_modalities(study)),
         body_part=order.body_part or _series_body_parts(study),
         description=study.study_description or order.requested_procedure,
         sending_site=order.institution or calling_ae_title,
@@ -272,8 +286,8 @@ def _new_exam(study: Study, order: OrderInformation, calling_ae_title: str) -> E
 
 
 def _merge_study(exam: Exam, study: Study, order: OrderInformation, calling_ae_title: str) -> None:
-    """Add a further study's modalities to the exam and fill the fields that are still empty."""
-    exam.modalities = joined_modalities([exam.modalities, study.modalities_in_study])
+    """Add a further study's image modalities to the exam and fill the fields that are still empty."""
+    exam.modalities = image_modalities([exam.modalities, *study_series_modalities(study)])
     exam.study_received_at = min(exam.study_received_at, study.created_at)
     # The urgency of any study of the exam counts.
     if order.priority is not None and order.priority < exam.priority:
@@ -351,41 +365,34 @@ def _add_study(study: Study, storage: FileStorage, rules: list[SubspecialtyRule]
         return
 
 
-def _report_series_uids(exam_ids: list[int]) -> set[str]:
-    """Return the Series Instance UIDs that report delivery gives the PDF and SR objects of these exams' signed reports."""
-    uids = set()
-    for signed in SignedReport.objects.filter(exam_id__in=exam_ids).only("id", "content_hash"):
-        uids.add(report_uid(signed, "pdf-series"))
-        uids.add(report_uid(signed, "sr-series"))
-    return uids
-
-
 def _series_modalities(exam_ids: list[int]) -> dict[int, list[str]]:
-    """Return the modalities of each exam's series, leaving out the report objects that telerad stored itself.
+    """Return the Modality of every series of each exam.
 
     Study.modalities_in_study cannot be used here, because it includes the
-    DOC and SR series that report delivery adds to the exam's study.
+    non-image series, such as the DOC and SR that report delivery adds to
+    the exam's study.
     """
-    report_series = _report_series_uids(exam_ids)
     series = (
         Series.objects.filter(study__exam_link__exam_id__in=exam_ids).exclude(modality="")
-        .values_list("study__exam_link__exam_id", "modality", "series_instance_uid")
+        .values_list("study__exam_link__exam_id", "modality")
     )
     by_exam: dict[int, list[str]] = {}
-    for exam_id, modality, series_instance_uid in series:
-        if series_instance_uid not in report_series:
-            by_exam.setdefault(exam_id, []).append(modality)
+    for exam_id, modality in series:
+        by_exam.setdefault(exam_id, []).append(modality)
     return by_exam
 
 
 def _refresh_modalities(exam_ids: Iterable[int], rules: list[SubspecialtyRule], result: SyncResult) -> None:
+    """Compute the modalities of each exam again from the image series of all its studies."""
     ids = list(exam_ids)
     for start in range(0, len(ids), BATCH_SIZE):
         chunk = ids[start:start + BATCH_SIZE]
         by_exam = _series_modalities(chunk)
         for exam in Exam.objects.filter(pk__in=chunk).only("id", "modalities", "subspecialty_id", "body_part", "description", "requested_procedure"):
-            # NOTE: modalities are only ever added, so an exam that an earlier sync gave DOC or SR keeps them.
-            modalities = joined_modalities([exam.modalities, *by_exam.get(exam.pk, [])])
+            if exam.pk not in by_exam:
+                # An exam without a series that has a Modality keeps its modalities.
+                continue
+            modalities = image_modalities(by_exam[exam.pk])
             if modalities == exam.modalities:
                 continue
             exam.modalities = modalities

@@ -100,21 +100,50 @@ def template_sections(template: ReportTemplate | None) -> tuple[list[str], dict[
     return order, {section["key"]: section.get("text", "") for section in template.sections}
 
 
-def merge_into_template(order: list[str], sections: dict[str, str], template: ReportTemplate | None) -> tuple[list[str], dict[str, str]]:
-    """Return the sections of `template` filled with the text already written; no written text is dropped.
+def starting_sections(template: ReportTemplate | None, exam: Exam) -> tuple[list[str], dict[str, str]]:
+    """Return the section order and texts that a new draft of `exam` starts with: the template's, with the exam's clinical information and priors."""
+    order, sections = template_sections(template)
+    if CLINICAL_INFORMATION_KEY in sections:
+        sections[CLINICAL_INFORMATION_KEY] = _clinical_information(exam, sections[CLINICAL_INFORMATION_KEY])
+    if COMPARISON_KEY in sections:
+        sections[COMPARISON_KEY] = comparison_text(exam, sections[COMPARISON_KEY])
+    return order, sections
 
-    A section the new template also has keeps its text when that text is not
-    empty. Sections with text that the new template lacks follow its sections.
+
+def _is_untouched(text: str, starting_text: str) -> bool:
+    return text.strip() == starting_text.strip()
+
+
+def merge_into_template(
+    order: list[str], sections: dict[str, str], previous: ReportTemplate | None, template: ReportTemplate | None, exam: Exam,
+) -> tuple[list[str], dict[str, str]]:
+    """Return the sections of `template` filled with the text the reader wrote in `previous`; no written text is dropped.
+
+    A section whose text is empty, or still the starting text that
+    `previous` gave it, counts as not written: it takes the new template's
+    starting text, or goes when the new template lacks it. Written text
+    stays, in the new template's section of the same key or after its
+    sections.
     """
-    new_order, new_sections = template_sections(template)
+    new_order, new_sections = starting_sections(template, exam)
+    _previous_order, previous_sections = starting_sections(previous, exam)
     for key in order:
         text = sections.get(key, "")
-        if not text.strip():
+        if _is_untouched(text, previous_sections.get(key, "")):
             continue
         if key not in new_sections:
             new_order.append(key)
         new_sections[key] = text
     return new_order, new_sections
+
+
+def written_section_keys(report: Report, exam: Exam) -> list[str]:
+    """Return the keys of the sections whose text differs from the starting text of the report's template, in report order."""
+    _order, starting = starting_sections(report.template, exam)
+    return [
+        key for key in report.section_order
+        if report.sections.get(key, "").strip() and not _is_untouched(report.sections.get(key, ""), starting.get(key, ""))
+    ]
 
 
 def current_draft(exam: Exam) -> Draft:
@@ -124,11 +153,7 @@ def current_draft(exam: Exam) -> Draft:
         sections = {key: report.sections.get(key, "") for key in report.section_order}
         return Draft(report.template, list(report.section_order), sections, report.revision, report)
     template = best_template(exam)
-    order, sections = template_sections(template)
-    if CLINICAL_INFORMATION_KEY in sections:
-        sections[CLINICAL_INFORMATION_KEY] = _clinical_information(exam, sections[CLINICAL_INFORMATION_KEY])
-    if COMPARISON_KEY in sections:
-        sections[COMPARISON_KEY] = comparison_text(exam, sections[COMPARISON_KEY])
+    order, sections = starting_sections(template, exam)
     return Draft(template, order, sections, 0, None)
 
 
@@ -182,7 +207,7 @@ def save_locked(
     order = list(draft.section_order)
     chosen_template = draft.template
     if change_template:
-        order, sections = merge_into_template(order, sections, template)
+        order, sections = merge_into_template(order, sections, draft.template, template, exam)
         chosen_template = template
 
     if draft.report is None:

@@ -22,9 +22,10 @@ from telerad.accounts.roles import Permission, has_permission, requires
 from telerad.accounts.user_sessions import client_address
 from telerad.audit import events as audit
 from telerad.clinicians.critical import CriticalRoute, RecipientSource, route_critical_result
-from telerad.reading.models import Exam, ExamStatus, ReportTemplate, SignedKind
+from telerad.reading.models import Exam, ExamStatus, Report, ReportTemplate, SignedKind
 from telerad.reading.reports import (
     SIGNED_STATUSES, ClaimRequiredError, Draft, ReportError, audit_fields, current_draft, exam_label, require_claim, save_draft,
+    written_section_keys,
 )
 from telerad.reading.reports_forms import AddendumForm, ConfirmSignatureForm
 from telerad.reading.reports_signing import (
@@ -176,15 +177,26 @@ def choose_template_view(request: HttpRequest, exam_id: int) -> HttpResponse:
         context = editor_context(request, exam, texts=request.POST, revision=request.POST.get("revision"), error=_("Choose one of the listed templates."))
         return render_editor(request, context, status=400)
     try:
-        save_draft(exam.pk, request.user, posted_revision(request), request.POST, client_address(request), template, change_template=True)
+        report = save_draft(exam.pk, request.user, posted_revision(request), request.POST, client_address(request), template, change_template=True)
     except ReportError as exc:
         exam.refresh_from_db()
         context = editor_context(request, exam, texts=request.POST, revision=request.POST.get("revision"), error=exc.message)
         return render_editor(request, context, status=exc.status)
+    message = _template_change_message(report, exam)
     if not is_htmx(request):
+        messages.success(request, message)
         return redirect("reports:editor", exam_id=exam.pk)
     exam.refresh_from_db()
-    return render_editor(request, editor_context(request, exam, message=_("The report now uses the template “%(name)s”.") % {"name": template.name}))
+    return render_editor(request, editor_context(request, exam, message=message))
+
+
+def _template_change_message(report: Report, exam: Exam) -> str:
+    """Return the message naming the report's new template and the sections where the reader's own text stayed."""
+    changed = _("The report now uses the template “%(name)s”.") % {"name": report.template.name}
+    written = [section_title(report.template, key) for key in written_section_keys(report, exam)]
+    if not written:
+        return changed + " " + _("Its starting text replaced the previous template's.")
+    return changed + " " + _("Your own text was kept, not replaced by the template's, in: %(sections)s.") % {"sections": ", ".join(written)}
 
 
 @requires(Permission.READ_EXAMS)

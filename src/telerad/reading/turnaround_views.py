@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+from typing import Iterable, Iterator
 
 from django import forms
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -24,6 +25,8 @@ from telerad.reading import turnaround
 DEFAULT_DAYS = 30
 # Maximum length, in days, of the range of one page or export.
 MAX_RANGE_DAYS = 3660
+# Rows of the CSV export sent in one piece of the streamed response.
+CSV_ROWS_PER_CHUNK = 500
 
 
 class RangeForm(forms.Form):
@@ -69,9 +72,9 @@ def turnaround_page(request: HttpRequest) -> HttpResponse:
     }
     if not form.is_valid():
         return render(request, "reading/turnaround.html", context, status=400)
-    exams = _exams_for(request, form)
+    figures = turnaround.figures_by_dimension(_exams_for(request, form))
     for dimension in turnaround.DIMENSIONS:
-        groups = turnaround.figures(exams, dimension)
+        groups = figures[dimension.key]
         signed = [(group.label, group.metrics["signed"].median) for group in groups]
         chart = turnaround.bar_chart(_("Median minutes from images received to signed report, %(dimension)s") % {"dimension": str(dimension.label).lower()}, signed)
         context["tables"].append({"dimension": dimension, "groups": groups, "chart": chart})
@@ -83,6 +86,19 @@ class _Echo:
 
     def write(self, value: str) -> str:
         return value
+
+
+def _csv_chunks(rows: Iterable[tuple[str, ...]]) -> Iterator[str]:
+    """Yield the CSV text of `rows` in pieces of CSV_ROWS_PER_CHUNK rows, rather than one small piece per row."""
+    writer = csv.writer(_Echo())
+    chunk = []
+    for row in rows:
+        chunk.append(writer.writerow(row))
+        if len(chunk) == CSV_ROWS_PER_CHUNK:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
 
 
 @requires(Permission.READ_EXAMS)
@@ -99,8 +115,6 @@ def turnaround_csv(request: HttpRequest) -> HttpResponse:
         action=audit.Action.TURNAROUND_EXPORTED, user=request.user.get_username(), address=request.META.get("REMOTE_ADDR", ""),
         detail=f"from={start}; to={end}; readers={scope}",
     )
-    writer = csv.writer(_Echo())
-    rows = (writer.writerow(row) for row in turnaround.csv_rows(_exams_for(request, form)))
-    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(_csv_chunks(turnaround.csv_rows(_exams_for(request, form))), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="turnaround-{start}-{end}.csv"'
     return response

@@ -95,7 +95,10 @@ def filtered_exams(
     data: dict[str, Any], user: AbstractBaseUser, *, accession_number: str = "", patient_id: str = "",
 ) -> QuerySet[Exam]:
     """Return the open exams that match the cleaned filters `data` and the search, in the chosen order."""
-    exams = Exam.objects.filter(status__in=data.get("status") or OPEN_STATUSES)
+    # The condition of the exam_open_worklist index, and any narrower status filter beside it.
+    exams = Exam.objects.filter(status__in_literals=OPEN_STATUSES)
+    if data.get("status"):
+        exams = exams.filter(status__in=data["status"])
     if data.get("priority"):
         exams = exams.filter(priority__in=data["priority"])
     if data.get("modality"):

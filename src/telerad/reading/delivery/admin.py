@@ -19,6 +19,7 @@ from django.utils.translation import ngettext
 
 from telerad.accounts.roles import Permission, has_permission
 from telerad.audit import events as audit
+from telerad.core.admin import FailedOrPendingFilter
 from telerad.reading.delivery import outbox
 from telerad.reading.delivery.models import DeliveryEndpoint, DeliveryJob, EndpointKind, JobState
 
@@ -110,30 +111,8 @@ class DeliveryEndpointAdmin(ManagedByNetworkAdministrators):
                 _record_change(request, f"removed report delivery endpoint {name}")
 
 
-class OpenJobFilter(admin.SimpleListFilter):
-    """Failed and pending jobs by default, since those are the ones that need attention."""
-
-    title = _("state")
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return [("open", _("Failed or pending")), *JobState.choices, ("all", _("All"))]
-
-    def choices(self, changelist):
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": (self.value() or "open") == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        value = self.value() or "open"
-        if value == "open":
-            return queryset.filter(state__in=[JobState.FAILED, JobState.PENDING])
-        if value in JobState.values:
-            return queryset.filter(state=value)
-        return queryset
+class OpenJobFilter(FailedOrPendingFilter):
+    states = JobState
 
 
 @admin.register(DeliveryJob)

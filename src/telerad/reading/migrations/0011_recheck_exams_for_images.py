@@ -19,7 +19,7 @@ def request_full_sync(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("reading", "0008_reader_on_duty"),
+        ("reading", "0010_exam_open_worklist_index"),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from telerad.accounts import roles
-from telerad.core import runtime
+from telerad.core import runtime, workers
 from telerad.core.demo import (
     DEMO_ACCOUNTS,
     DEMO_CLINICIAN,
@@ -16,6 +16,7 @@ from telerad.core.demo import (
     PATIENT_HISTORY,
     critical_contact_lines,
     prepare_sample_variants,
+    sign_prior_reports,
     two_factor_line,
     write_patient_history,
 )
@@ -45,6 +46,8 @@ class Command(BaseCommand):
         self.stdout.write(two_factor_line(settings.TELERAD.two_factor_required).strip())
         if not options["no_images"]:
             self._import_samples()
+            signed = sign_prior_reports(workers.new_owner())
+            self.stdout.write(f"Signed the final reports of {signed} prior exams of the demo patient as the demo radiologist.")
             self._prepare_metadata()
             self._refer_history_to_clinician()
 

@@ -4,16 +4,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from telerad.audit import forwarder as audit_forwarder
-from telerad.core import runtime
+from telerad.core import background, runtime
 from telerad.dicomweb import prebuild
 from telerad.dimse import server as dicom_server
-from telerad.reading import background as worklist_background
-from telerad.reading.delivery import outbox as report_delivery
 
 
 class Command(BaseCommand):
-    help = "Run the web application and the DICOM listener in one process."
+    help = "Run the web application, the DICOM listener and the background work in one process."
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: Any) -> None:
@@ -28,15 +25,11 @@ class Command(BaseCommand):
             runtime.prepare_database()
 
         prebuild.start_worker()
-        audit_forwarder.start()
-        worklist_background.start()
-        report_delivery.start()
+        background.start()
         listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
             runtime.web_server().run()
         finally:
             dicom_server.stop(listeners)
-            audit_forwarder.stop()
-            worklist_background.stop()
-            report_delivery.stop()
+            background.stop()

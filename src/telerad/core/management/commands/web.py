@@ -4,9 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from telerad.audit import forwarder as audit_forwarder
-from telerad.core import runtime
-from telerad.reading import background as worklist_background
+from telerad.core import background, runtime
 
 
 class Command(BaseCommand):
@@ -18,11 +16,10 @@ class Command(BaseCommand):
             runtime.require_valid_configuration()
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
-        audit_forwarder.start()
-        worklist_background.start()
+        # Report deliveries are left to `telerad serve` or `telerad worker` nodes.
+        background.start(report_deliveries=False)
         runtime.print_banner(web=True, dicom=False)
         try:
             runtime.web_server().run()
         finally:
-            audit_forwarder.stop()
-            worklist_background.stop()
+            background.stop()
