@@ -13,6 +13,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
+from tests.conftest import pydicom_test_files
+
 from .conftest import ServerFactory, TeleradServer
 from .test_viewer import ARTIFACTS, CHROMIUM, FIRST_IMAGE_TIMEOUT_MS, playwright_api
 
@@ -118,11 +120,34 @@ def browser():
         browser.close()
 
 
+def ct_image_of_study(folder, study_uid: str) -> str:
+    """Write pydicom's CT_small.dcm as a second series of the PDF's study, after it in series order; return its path.
+
+    Only a study with images becomes an exam, as an image study with a report stored back into it does.
+    """
+    ds = pydicom.dcmread(pydicom_test_files() / "CT_small.dcm")
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["viewer-pdf", "ct-series"])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["viewer-pdf", "ct-instance"])
+    ds.PatientName = "Pdf^Patricia"
+    ds.PatientID = "PDF-VIEWER-1"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "F"
+    ds.StudyDate = "20260301"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = ACCESSION
+    ds.SeriesNumber = 2
+    path = folder / "ct.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def pdf_study(server, tmp_path_factory) -> str:
-    """Import the Encapsulated PDF study and make its exam; return its Study Instance UID."""
-    path, study_uid = encapsulated_pdf(tmp_path_factory.mktemp("pdf"))
-    server.run("import", path)
+    """Import the Encapsulated PDF and a CT image of one study and make its exam; return its Study Instance UID."""
+    folder = tmp_path_factory.mktemp("pdf")
+    path, study_uid = encapsulated_pdf(folder)
+    server.run("import", path, ct_image_of_study(folder, study_uid))
     server.run("exams", "sync")
     return study_uid
 

@@ -186,10 +186,10 @@ def test_new_exam_leaves_out_non_image_series(sample_file, storage):
     assert Exam.objects.get().modalities == "CT"
 
 
-def test_exam_of_only_reports_keeps_sr(sample_file, storage):
+def test_images_after_reports_give_image_modalities(sample_file, storage):
     report = store_sample(sample_file("reportsi.dcm"), storage=storage, PatientID="PAT-12", AccessionNumber="A1200")
     exams.sync_exams(storage=storage)
-    assert Exam.objects.get().modalities == "SR"
+    assert not Exam.objects.exists()
 
     store_sample(sample_file("CT_small.dcm"), storage=storage, PatientID="PAT-12", AccessionNumber="A1200", StudyInstanceUID=report.StudyInstanceUID)
     exams.sync_exams(storage=storage)
