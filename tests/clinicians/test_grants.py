@@ -83,6 +83,14 @@ def test_command_grant_again_renews(casey, exam):
     assert "renewed grant" in access_events()[-1].detail
 
 
+def test_command_renewal_keeps_note(casey, exam):
+    run("grant", "casey", "--department", "Cardiology", "--note", "consultant on call")
+
+    run("grant", "casey", "--department", "Cardiology")
+
+    assert ClinicianGrant.objects.get().note == "consultant on call"
+
+
 def test_command_revokes_grant(casey, exam):
     run("grant", "casey", "--patient", "P-GRANT")
 

@@ -269,6 +269,7 @@ def test_critical_result_flag_and_acknowledgement(archive, welby, radiologist):
     event = AuditEvent.objects.get(action="critical-result-acknowledged")
     assert event.user == "welby"
     assert event.patient_id == "1CT1"
+    assert "Acknowledged" in client.get(reverse("portal:exam-list")).content.decode()
 
 
 def test_acknowledgement_shows_to_radiologist(archive, welby, radiologist):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +30,13 @@ def _result_or_404(result_pk: int) -> CriticalResult:
     return get_object_or_404(CriticalResult.objects.select_related(*related), pk=result_pk)
 
 
+def _refuse(request: HttpRequest, view, result: CriticalResult) -> HttpResponse:
+    """Answer a user who may not acknowledge `result`: 403 if they may see its exam, else 404 as for an unknown result."""
+    if not can_view_exam(request.user, result.exam):
+        raise Http404(_("No such critical result."))
+    return forbidden(request, view, _("This critical result was sent to someone else."))
+
+
 # Clinicians have no access to the archive, so the permission every role has
 # opens these views and the recipient check inside decides.
 @requires(Permission.MANAGE_OWN_ACCOUNT)
@@ -38,7 +45,7 @@ def critical_result(request: HttpRequest, result_pk: int) -> HttpResponse:
     """Show the accession, the exam and the impression (or the addendum) to someone who may acknowledge the result."""
     result = _result_or_404(result_pk)
     if not critical.may_acknowledge(request.user, result):
-        return forbidden(request, critical_result, _("This critical result was sent to someone else."))
+        return _refuse(request, critical_result, result)
     audit.record_event(
         action=audit.Action.REPORT_VIEWED, user=request.user.get_username(), address=_address(request),
         detail=f"critical result {result.pk}, {exam_label(result.exam)}, signed report {result.signed_report_id}", **audit_fields(result.exam),
@@ -61,11 +68,11 @@ def critical_result(request: HttpRequest, result_pk: int) -> HttpResponse:
 @requires(Permission.MANAGE_OWN_ACCOUNT)
 @require_POST
 def acknowledge(request: HttpRequest, result_pk: int) -> HttpResponse:
-    get_object_or_404(CriticalResult.objects.only("pk"), pk=result_pk)
+    requested = get_object_or_404(CriticalResult.objects.select_related("exam"), pk=result_pk)
     try:
         result, acknowledged_now = critical.acknowledge(result_pk, request.user, address=_address(request))
     except PermissionDenied:
-        return forbidden(request, acknowledge, _("This critical result was sent to someone else."))
+        return _refuse(request, acknowledge, requested)
     if acknowledged_now:
         messages.success(request, _("You acknowledged the critical result. The radiologist can see it."))
     else:

@@ -66,12 +66,12 @@ def _expiry_text(grant: ClinicianGrant) -> str:
 
 def grant_access(
     clinician: AbstractBaseUser, *, actor: str, patient: Patient | None = None, department: str = "",
-    expires_at: datetime.datetime | None = None, note: str = "", address: str = "",
+    expires_at: datetime.datetime | None = None, note: str | None = None, address: str = "",
 ) -> tuple[ClinicianGrant, bool]:
     """Grant `clinician` the exams of `patient` or of `department`; return the grant and whether it is new.
 
     An existing grant of the same patient or department gets the new expiry
-    time and note instead of a second row.
+    time instead of a second row, and the new note unless `note` is None.
     """
     department = normalise_department(department)
     if (patient is None) == (not department):
@@ -86,7 +86,8 @@ def grant_access(
         if grant is None:
             grant = ClinicianGrant(clinician=clinician, patient=patient, department=department, granted_by=actor)
         grant.expires_at = expires_at
-        grant.note = note
+        if note is not None:
+            grant.note = note
         grant.save()
         record_change(grant, "added" if created else "renewed", actor=actor, address=address)
     logger.info("%s %s grant of %s to clinician %s", actor, "added" if created else "renewed", grant.target_label, clinician.get_username())

@@ -115,8 +115,9 @@ def portal_exams(user: AbstractBaseUser, search: PortalSearchForm | None = None)
     """Return the exams `user` may see, newest first, with the flags the list shows.
 
     Each exam carries `study_date` (its newest study's Study Date, None when
-    no study has one), `has_critical_result` and `awaiting_acknowledgement`
-    (a critical result sent to the user and not acknowledged yet).
+    no study has one), `has_critical_result`, `has_open_critical_result`
+    (one that nobody acknowledged yet) and `awaiting_acknowledgement` (a
+    critical result sent to the user and not acknowledged yet).
     """
     exams = visible_exams(user)
     if search is not None and search.is_bound and search.is_valid():
@@ -127,6 +128,7 @@ def portal_exams(user: AbstractBaseUser, search: PortalSearchForm | None = None)
         .annotate(
             study_date=Max("exam_studies__study__study_date", filter=dated_study),
             has_critical_result=Exists(CriticalResult.objects.filter(exam=OuterRef("pk"))),
+            has_open_critical_result=Exists(CriticalResult.objects.filter(exam=OuterRef("pk"), acknowledged_at__isnull=True)),
             awaiting_acknowledgement=Exists(_awaiting_acknowledgement(user).filter(exam=OuterRef("pk"))),
         )
         # Imported images can arrive years after the scan, so the Study Date orders first.

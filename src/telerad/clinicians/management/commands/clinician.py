@@ -26,7 +26,7 @@ class Command(BaseCommand):
         grant.add_argument("username")
         self._add_target(grant)
         grant.add_argument("--expires", metavar="YYYY-MM-DD", help="the last day on which the grant counts; it ends at the following midnight, server time (default: no end)")
-        grant.add_argument("--note", default="", help="why the grant was made, for other administrators")
+        grant.add_argument("--note", help="why the grant was made, for other administrators; a renewed grant keeps its note without it")
 
         revoke = actions.add_parser("revoke", help="take a grant of a patient or of a ward or department away")
         revoke.add_argument("username")
