@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -759,3 +760,38 @@ def check_orthanc_index(server: OrthancServer, study: StudyFiles) -> list[str]:
 
 def new_work_folder(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+# --- benchmarks inside a Django process -----------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Return the nearest-rank percentile: the smallest value with at least `fraction` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@contextlib.contextmanager
+def optional_fresh_database(url: str | None) -> Iterator[str | None]:
+    """Yield None for SQLite (no URL), else the URL of a fresh PostgreSQL database that is dropped afterwards."""
+    if url is None:
+        yield None
+        return
+    with PostgresServer(url).fresh_database() as fresh:
+        yield fresh
+
+
+def set_up_django(data_dir: str, database_url: str | None, **environment: str) -> None:
+    """Point telerad's settings at `data_dir` and `database_url` (SQLite when None), set `environment`, and set up Django."""
+    os.environ["TELERAD_DATA_DIR"] = data_dir
+    os.environ["TELERAD_HTTP_TLS"] = "false"
+    os.environ.pop("TELERAD_CONFIG_FILE", None)
+    if database_url:
+        os.environ["TELERAD_DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("TELERAD_DATABASE_URL", None)
+    os.environ.update(environment)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "telerad.settings"
+    import django
+
+    django.setup()

@@ -21,14 +21,11 @@ Usage: .venv/bin/python bench/signing.py [--reports 20]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -40,12 +37,6 @@ ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 FINDINGS = "No acute intracranial haemorrhage. Ventricles and sulci are normal for age. No mass effect."
 IMPRESSION = "No acute intracranial abnormality."
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def write_studies(folder: Path, count: int) -> None:
@@ -65,15 +56,6 @@ def write_studies(folder: Path, count: int) -> None:
         dataset.save_as(folder / f"{number:04d}.dcm", enforce_file_format=True)
 
 
-@contextlib.contextmanager
-def database(url: str | None) -> Iterator[str | None]:
-    if url is None:
-        yield None
-        return
-    with common.PostgresServer(url).fresh_database() as fresh:
-        yield fresh
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=int, default=20, help="reports to sign, one exam each (default 20)")
@@ -82,19 +64,8 @@ def main() -> None:
     if arguments.reports < 1:
         parser.error("--reports must be at least 1")
 
-    with tempfile.TemporaryDirectory(prefix="telerad-bench-signing-") as folder, database(arguments.database) as database_url:
-        os.environ["TELERAD_DATA_DIR"] = folder
-        os.environ["TELERAD_HTTP_TLS"] = "false"
-        os.environ["TELERAD_TWO_FACTOR_REQUIRED"] = "false"
-        os.environ.pop("TELERAD_CONFIG_FILE", None)
-        if database_url:
-            os.environ["TELERAD_DATABASE_URL"] = database_url
-        else:
-            os.environ.pop("TELERAD_DATABASE_URL", None)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "telerad.settings"
-        import django
-
-        django.setup()
+    with tempfile.TemporaryDirectory(prefix="telerad-bench-signing-") as folder, common.optional_fresh_database(arguments.database) as database_url:
+        common.set_up_django(folder, database_url, TELERAD_TWO_FACTOR_REQUIRED="false")
         from django.contrib.auth.models import User
         from django.core.management import call_command
         from django.db import connection
@@ -153,7 +124,7 @@ def main() -> None:
         print(f"{arguments.reports} reports on {connection.vendor}")
         print(f"{'measurement':28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
         for label, values in (("sign request", sign_times), ("PDF and SR ready", ready_times)):
-            print(f"{label:28} {statistics.median(values):8.1f} {percentile(values, 0.95):8.1f} {max(values):8.1f}")
+            print(f"{label:28} {statistics.median(values):8.1f} {common.percentile(values, 0.95):8.1f} {max(values):8.1f}")
         for key, value in common.describe_machine(Path(folder)).items():
             print(f"{key}: {value}")
         connection.close()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import random
 import statistics
 import sys
@@ -41,7 +40,6 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from worklist import database, percentile  # noqa: E402
 
 PATIENTS_PER_EXAM = 5
 BATCH_SIZE = 5000
@@ -66,7 +64,7 @@ def timed(function: Callable[[], object], runs: int) -> tuple[float, float, floa
         function()
         cpu_times.append((time.process_time() - cpu_started) * 1000)
         wall_times.append((time.perf_counter() - wall_started) * 1000)
-    return statistics.median(wall_times), percentile(wall_times, 0.95), statistics.median(cpu_times)
+    return statistics.median(wall_times), common.percentile(wall_times, 0.95), statistics.median(cpu_times)
 
 
 def build(exam_count: int, days: int, signed_fraction: float, seed: int) -> None:
@@ -157,18 +155,8 @@ def main() -> None:
     if arguments.days < 1:
         parser.error("--days must be at least 1")
 
-    with tempfile.TemporaryDirectory(prefix="telerad-bench-turnaround-") as folder, database(arguments.database) as database_url:
-        os.environ["TELERAD_DATA_DIR"] = folder
-        os.environ["TELERAD_HTTP_TLS"] = "false"
-        os.environ.pop("TELERAD_CONFIG_FILE", None)
-        if database_url:
-            os.environ["TELERAD_DATABASE_URL"] = database_url
-        else:
-            os.environ.pop("TELERAD_DATABASE_URL", None)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "telerad.settings"
-        import django
-
-        django.setup()
+    with tempfile.TemporaryDirectory(prefix="telerad-bench-turnaround-") as folder, common.optional_fresh_database(arguments.database) as database_url:
+        common.set_up_django(folder, database_url)
         from django.contrib.auth.models import User
         from django.core.management import call_command
         from django.db import connection

@@ -23,16 +23,14 @@ Usage: .venv/bin/python bench/worklist.py [--exams 100000] [--open-fraction 0.25
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -43,12 +41,6 @@ MODALITIES = ["CT", "MR", "CR", "US", "MG", "CT\\PT", "DX"]
 BODY_PARTS = ["HEAD", "CHEST", "ABDOMEN", "KNEE", "BREAST", "SPINE", "PELVIS"]
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
     """Run `function` once to warm up, then `runs` times; return p50 and p95 in milliseconds."""
     function()
@@ -57,7 +49,7 @@ def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
         started = time.perf_counter()
         function()
         durations.append((time.perf_counter() - started) * 1000)
-    return statistics.median(durations), percentile(durations, 0.95)
+    return statistics.median(durations), common.percentile(durations, 0.95)
 
 
 def build(exam_count: int, open_fraction: float, question_fraction: float, seed: int) -> None:
@@ -145,15 +137,6 @@ def build_questions(exams: list, question_fraction: float, clinicians: list, rea
     ])
 
 
-@contextlib.contextmanager
-def database(url: str | None) -> Iterator[str | None]:
-    if url is None:
-        yield None
-        return
-    with common.PostgresServer(url).fresh_database() as fresh:
-        yield fresh
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exams", type=int, default=100_000, help="exams to build (default 100000)")
@@ -170,18 +153,8 @@ def main() -> None:
     if not 0 <= arguments.question_fraction <= 1:
         parser.error("--question-fraction must be between 0 and 1")
 
-    with tempfile.TemporaryDirectory(prefix="telerad-bench-worklist-") as folder, database(arguments.database) as database_url:
-        os.environ["TELERAD_DATA_DIR"] = folder
-        os.environ["TELERAD_HTTP_TLS"] = "false"
-        os.environ.pop("TELERAD_CONFIG_FILE", None)
-        if database_url:
-            os.environ["TELERAD_DATABASE_URL"] = database_url
-        else:
-            os.environ.pop("TELERAD_DATABASE_URL", None)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "telerad.settings"
-        import django
-
-        django.setup()
+    with tempfile.TemporaryDirectory(prefix="telerad-bench-worklist-") as folder, common.optional_fresh_database(arguments.database) as database_url:
+        common.set_up_django(folder, database_url)
         from django.contrib.auth.models import User
         from django.core.management import call_command
         from django.core.paginator import Paginator
