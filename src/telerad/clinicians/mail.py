@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import logging
 import smtplib
-import threading
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -27,7 +26,7 @@ from django.utils.translation import gettext_noop
 
 from telerad.audit import events as audit
 from telerad.clinicians.models import EmailJob, EmailState, Notification, NotificationKind
-from telerad.core.workers import OutboxWorker
+from telerad.core.workers import OutboxWorker, WorkerSlot
 from telerad.reading.delivery.outbox import retry_delay
 from telerad.reading.models import Exam
 from telerad.reading.reports import audit_fields
@@ -251,30 +250,7 @@ class MailWorker(OutboxWorker):
         return send_due_email(owner)
 
 
-_worker: MailWorker | None = None
-_lock = threading.Lock()
-
-
-def start() -> MailWorker:
-    """Start this process's e-mail worker, once; return it."""
-    global _worker
-    with _lock:
-        if _worker is None:
-            _worker = MailWorker()
-            _worker.start()
-        return _worker
-
-
-def stop() -> None:
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.stop()
-            _worker = None
-
-
-def wake() -> None:
-    """Make this process's worker look for due e-mails now, when it runs one."""
-    worker = _worker
-    if worker is not None:
-        worker.wake()
+_slot = WorkerSlot(MailWorker)
+start = _slot.start
+stop = _slot.stop
+wake = _slot.wake

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import uuid
+from typing import Callable
 
 from django.db import DatabaseError, connection
 
@@ -77,3 +78,32 @@ class OutboxWorker:
             logger.warning("%s %s cannot read the outbox, retrying in %gs: %s", self.description, self.owner, self.poll_seconds, exc)
             return self.poll_seconds
         return 0.0 if attempted else self.poll_seconds
+
+
+class WorkerSlot:
+    """The one worker of a kind that this process runs: started once on demand, woken after commits, stopped at exit."""
+
+    def __init__(self, factory: Callable[[], OutboxWorker]):
+        self._factory = factory
+        self._worker: OutboxWorker | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> OutboxWorker:
+        """Start this process's worker unless it runs already; return it."""
+        with self._lock:
+            if self._worker is None:
+                self._worker = self._factory()
+                self._worker.start()
+            return self._worker
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._worker is not None:
+                self._worker.stop()
+                self._worker = None
+
+    def wake(self) -> None:
+        """Make this process's worker look for due items now, when it runs one."""
+        worker = self._worker
+        if worker is not None:
+            worker.wake()

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from telerad.core.workers import OutboxWorker
+from telerad.core.workers import OutboxWorker, WorkerSlot
 from telerad.audit import events as audit
 from telerad.reading.delivery import hl7, transport
 from telerad.reading.delivery.dicom_objects import ReportNotStorable, store_report_objects
@@ -227,30 +226,7 @@ class DeliveryWorker(OutboxWorker):
         return process_due_jobs(owner)
 
 
-_worker: DeliveryWorker | None = None
-_lock = threading.Lock()
-
-
-def start() -> DeliveryWorker:
-    """Start this process's delivery worker, once; return it."""
-    global _worker
-    with _lock:
-        if _worker is None:
-            _worker = DeliveryWorker()
-            _worker.start()
-        return _worker
-
-
-def stop() -> None:
-    global _worker
-    with _lock:
-        if _worker is not None:
-            _worker.stop()
-            _worker = None
-
-
-def wake() -> None:
-    """Make this process's worker look for due jobs now, when it runs one."""
-    worker = _worker
-    if worker is not None:
-        worker.wake()
+_slot = WorkerSlot(DeliveryWorker)
+start = _slot.start
+stop = _slot.stop
+wake = _slot.wake
