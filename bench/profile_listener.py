@@ -229,13 +229,13 @@ def profile_once(arguments: argparse.Namespace, study: common.StudyFiles, work: 
     if arguments.cprofile:
         profiles.install()
 
-    running = server.start(block=False)
+    listeners = server.start(block=False)
     try:
         sent = common.send_with_storescu(
             [study.paths], port=listener.dicom_port, called_ae_title=common.TELERAD_AE_TITLE, log_folder=work / "storescu",
         )
     finally:
-        running.shutdown()
+        server.stop(listeners)
     problems = list(sent.failures) + common.check_telerad_index(listener, study)
 
     print_steps(timers, study, sent.seconds, database_url)
