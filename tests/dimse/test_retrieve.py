@@ -128,6 +128,7 @@ def listener() -> Iterator[Any]:
     """Run telerad's listener in this process, for every test of the module."""
     ae = server.build_application_entity()
     running = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=server.event_handlers())
+    server.tune(running)
     try:
         yield running
     finally:

@@ -12,7 +12,6 @@ durable and the index committed.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import socket
@@ -35,7 +34,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from telerad.archive import ingest
 from telerad.audit import events as audit
 from telerad.dicomweb import prebuild
-from telerad.dimse import find, retrieve, tls
+from telerad.dimse import find, reactor, retrieve, tls
 from telerad.dimse.access import Rejection, Service, check_association, record_refused_service
 from telerad.dimse.status import ERROR_COMMENT_LENGTH
 
@@ -125,10 +124,9 @@ class _QuickCopyContext(PresentationContext):
     """
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PresentationContext:
-        clone = copy.copy(self)
-        for name, value in vars(self).items():
-            if isinstance(value, list):
-                setattr(clone, name, list(value))
+        # Filled in directly: copy.copy() through __reduce_ex__ cost about 2 ms per association.
+        clone = object.__new__(type(self))
+        clone.__dict__ = {name: list(value) if isinstance(value, list) else value for name, value in vars(self).items()}
         return clone
 
 
@@ -186,8 +184,7 @@ def _start_server(ae: AE, port: int, ssl_context: ssl.SSLContext | None) -> Thre
         thread.start()
         # pynetdicom's AE tracks its servers there, and server.shutdown() removes them again.
         ae._servers.append(server)
-    for context in server.contexts:
-        context.__class__ = _QuickCopyContext
+    tune(server)
     server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     logger.info(
         "DICOM listener started ae_title=%s address=%s:%s tls=%s client_certificates=%s",
@@ -195,6 +192,13 @@ def _start_server(ae: AE, port: int, ssl_context: ssl.SSLContext | None) -> Thre
         "required" if ssl_context and ssl_context.verify_mode == ssl.CERT_REQUIRED else "no",
     )
     return server
+
+
+def tune(server: ThreadedAssociationServer) -> None:
+    """Make a pynetdicom server copy its contexts cheaply and build associations that wait on events."""
+    for context in server.contexts:
+        context.__class__ = _QuickCopyContext
+    server.RequestHandlerClass = reactor.EventDrivenRequestHandler
 
 
 def stop(servers: list[ThreadedAssociationServer]) -> None:
