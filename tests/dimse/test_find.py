@@ -13,9 +13,11 @@ from typing import Any, Iterator
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pynetdicom.dsutils import encode
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
     ModalityWorklistInformationFind,
@@ -24,9 +26,13 @@ from pynetdicom.sop_class import (
 )
 
 from telerad.archive import ingest
+from telerad.archive.query import QUERY_ONLY_ATTRIBUTES, Root, compile_query
+from telerad.archive.record import INDEXED_ATTRIBUTES
 from telerad.audit.models import AuditEvent
+from telerad.dimse import find as find_scp
 from telerad.dimse import server
 from telerad.dimse.find import add_find_contexts, handle_find, negotiate_find_options
+from telerad.dimse.find_responses import PendingResponder
 from telerad.dimse.models import RemoteAE
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,6 +45,9 @@ TIMEOUT = 30  # seconds for one network step or one DCMTK command
 DCMTK_NETWORK_OPTIONS = ("--timeout", "10", "--acse-timeout", "10", "--dimse-timeout", "30")
 STUDY_ROOT = StudyRootQueryRetrieveInformationModelFind
 PATIENT_ROOT = PatientRootQueryRetrieveInformationModelFind
+FIND_ROOTS = {STUDY_ROOT: Root.STUDY, PATIENT_ROOT: Root.PATIENT}
+# The patients of SAMPLES, one study each.
+EXPECTED_PATIENT_IDS = ("1CT1", "4MR1", "ID1", "SCSFREN", "X1EXAMPLE")
 
 
 @pytest.fixture
@@ -59,7 +68,9 @@ def start_scp(handlers: list[tuple[Any, Any]], extra_contexts: tuple[str, ...] =
     add_find_contexts(ae)
     for sop_class_uid in extra_contexts:
         ae.add_supported_context(sop_class_uid)
-    return ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+    running = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+    server.tune(running)
+    return running
 
 
 def find_handlers(find_handler: Any = handle_find) -> list[tuple[Any, Any]]:
@@ -285,35 +296,32 @@ def test_other_find_sop_class_is_not_supported(stored, remote_aes):
     assert status == 0x0122
 
 
-def gated_after_first_match(handler: Any) -> Any:
-    """Wrap a C-FIND handler so that it delays its second response until the SCP has received a C-CANCEL.
+@pytest.fixture
+def responses_wait_for_cancel(monkeypatch) -> None:
+    """Make the SCP wait, after sending its first pending response, until it has received a C-CANCEL.
 
-    Without the delay, the SCP could send every match before the SCU's
+    Without the wait, the SCP could send every match before the SCU's
     C-CANCEL arrives. It reads pynetdicom's queue of received C-CANCEL requests.
     """
-    def hold(event: Any) -> Iterator[Any]:
-        responses = handler(event)
-        yield next(responses)
+    send = PendingResponder.send
+
+    def send_then_wait(self: PendingResponder, status: int, identifier: bytes) -> None:
+        send(self, status, identifier)
         deadline = time.monotonic() + TIMEOUT
-        while not event.assoc.dimse.cancel_req and time.monotonic() < deadline:
+        while not self._assoc.dimse.cancel_req and time.monotonic() < deadline:
             time.sleep(0.01)
-        yield from responses
 
-    return hold
+    monkeypatch.setattr(PendingResponder, "send", send_then_wait)
 
 
-def test_cancel_stops_matches(stored, remote_aes):
-    listener = start_scp(find_handlers(gated_after_first_match(handle_find)))
-    try:
-        with association(listener.server_address[1]) as assoc:
-            statuses = []
-            for status, _ in assoc.send_c_find(query(QueryRetrieveLevel="STUDY", PatientName=""), STUDY_ROOT, msg_id=7):
-                statuses.append(int(status.Status))
-                if len(statuses) == 1:
-                    context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == STUDY_ROOT)
-                    assoc.send_c_cancel(7, context.context_id)
-    finally:
-        listener.shutdown()
+def test_cancel_stops_matches(stored, remote_aes, responses_wait_for_cancel, scp):
+    with association(scp) as assoc:
+        statuses = []
+        for status, _ in assoc.send_c_find(query(QueryRetrieveLevel="STUDY", PatientName=""), STUDY_ROOT, msg_id=7):
+            statuses.append(int(status.Status))
+            if len(statuses) == 1:
+                context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == STUDY_ROOT)
+                assoc.send_c_cancel(7, context.context_id)
 
     assert statuses == [0xFF00, 0xFE00]
     assert AuditEvent.objects.get(action="query").detail.startswith("C-FIND Study Root STUDY; status 0xFE00; 1 matches")
@@ -362,3 +370,106 @@ def test_log_leaves_out_query_values(stored, scp, caplog):
     assert "C-FIND finished" in caplog.text
     assert "compressed" not in caplog.text.lower()
     assert "19000101" not in caplog.text
+
+
+# Every indexed key of each level, a key the index does not hold, a private
+# element and a sequence, as a C-FIND identifier asks for them.
+LEVEL_KEYS = {
+    ("PATIENT", PATIENT_ROOT): INDEXED_ATTRIBUTES["patient"] + QUERY_ONLY_ATTRIBUTES["patient"],
+    ("STUDY", STUDY_ROOT): INDEXED_ATTRIBUTES["patient"] + INDEXED_ATTRIBUTES["study"] + QUERY_ONLY_ATTRIBUTES["study"],
+    ("SERIES", STUDY_ROOT): INDEXED_ATTRIBUTES["series"] + QUERY_ONLY_ATTRIBUTES["series"] + ("StudyInstanceUID",),
+    ("IMAGE", STUDY_ROOT): INDEXED_ATTRIBUTES["instance"] + ("StudyInstanceUID", "SeriesInstanceUID"),
+}
+
+
+def every_key_identifier(level: str, keywords: tuple[str, ...]) -> Dataset:
+    identifier = query(QueryRetrieveLevel=level, **{keyword: "" for keyword in keywords})
+    identifier.InstitutionName = ""
+    identifier.InstanceAvailability = ""
+    identifier.ReferencedStudySequence = []
+    identifier.add_new(0x00091010, "LO", None)
+    return identifier
+
+
+@pytest.mark.parametrize("transfer_syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+@pytest.mark.parametrize(("level", "root"), list(LEVEL_KEYS))
+def test_direct_responses_are_what_pydicom_encodes(stored, level, root, transfer_syntax):
+    identifier = every_key_identifier(level, LEVEL_KEYS[(level, root)])
+    keys = find_scp._identifier_keys(identifier)
+    parent_keys = {"StudyInstanceUID": "", "SeriesInstanceUID": ""} if level in {"SERIES", "IMAGE"} else {}
+    compiled = compile_query(level, keys | parent_keys, root=FIND_ROOTS[root], relational=True)
+    request = find_scp._FindRequest(
+        root=FIND_ROOTS[root], level=level, keys=keys, elements=find_scp._requested_elements(identifier),
+        relational=True, combined_datetime=False, fuzzy_names=False,
+    )
+    responder = PendingResponder(
+        None, context_id=1, implicit_vr=transfer_syntax == ImplicitVRLittleEndian, sop_class_uid=str(root),
+        message_id=1, elements=request.elements, returned=compiled.return_paths.keys(), level=level,
+        ae_title="TELERAD", instance_availability="ONLINE",
+    )
+
+    rows = list(compiled.rows())
+    assert rows
+    for row in rows:
+        expected = encode(find_scp._response_identifier(request, row, compiled.level), transfer_syntax.is_implicit_VR, True)
+        assert responder.encode(row) == expected
+
+
+def test_non_ascii_names_are_sent_in_utf8(stored, scp):
+    with association(scp) as assoc:
+        responses = find_identifiers(assoc, query(QueryRetrieveLevel="STUDY", PatientName="Wang^XiaoDong*", PatientID=""))
+
+    [identifier] = responses
+    assert identifier.SpecificCharacterSet == "ISO_IR 192"
+    assert str(identifier.PatientName) == "Wang^XiaoDong=王^小東"
+
+
+def test_identifiers_longer_than_the_peer_pdu_are_fragmented(stored, scp):
+    ae = AE(ae_title=QUERIER)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
+    ae.add_requested_context(STUDY_ROOT)
+    lengths = []
+
+    def record_length(event: Any) -> None:
+        if isinstance(event.pdu, P_DATA_TF):
+            lengths.append(event.pdu.pdu_length)
+
+    # PS3.8 D.1 sets no lower bound on the maximum length a peer announces,
+    # so announce one shorter than a command set or a response identifier.
+    assoc = ae.associate("127.0.0.1", scp, ae_title="TELERAD", max_pdu=64, evt_handlers=[(evt.EVT_PDU_RECV, record_length)])
+    try:
+        wide = every_key_identifier("STUDY", LEVEL_KEYS[("STUDY", STUDY_ROOT)])
+        responses = find_identifiers(assoc, wide)
+    finally:
+        assoc.release()
+        ae.shutdown()
+
+    assert sorted(str(identifier.PatientID) for identifier in responses) == sorted(EXPECTED_PATIENT_IDS)
+    assert len(lengths) > 2 * len(responses)
+    assert max(lengths) <= 64
+    assert all(identifier.NumberOfStudyRelatedInstances == 1 for identifier in responses)
+
+
+def test_big_endian_association_gets_the_same_matches(stored, scp):
+    ae = AE(ae_title=QUERIER)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
+    ae.add_requested_context(STUDY_ROOT, [ExplicitVRBigEndian])
+    assoc = ae.associate("127.0.0.1", scp, ae_title="TELERAD")
+    try:
+        responses = find_identifiers(assoc, query(QueryRetrieveLevel="STUDY", PatientID="", StudyInstanceUID=""))
+    finally:
+        assoc.release()
+        ae.shutdown()
+
+    assert sorted(str(identifier.PatientID) for identifier in responses) == sorted(EXPECTED_PATIENT_IDS)
+
+
+def find_identifiers(assoc: Association, identifier: Dataset) -> list[Dataset]:
+    found = []
+    statuses = []
+    for status, response in assoc.send_c_find(identifier, STUDY_ROOT):
+        statuses.append(int(status.Status))
+        if response is not None and int(status.Status) in {0xFF00, 0xFF01}:
+            found.append(response)
+    assert statuses[-1] == 0x0000
+    return found

@@ -18,12 +18,14 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind
 
 from telerad.archive.query import CompiledQuery, InvalidQuery, Level, Root, compile_query
 from telerad.audit import events as audit
 from telerad.dimse.access import Service, record_refused_service
+from telerad.dimse.find_responses import PendingResponder
 from telerad.dimse.status import RequestFailure
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ RESPONSE_TAGS = frozenset({QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET, RETRIEV
 ONLINE = "ONLINE"
 UTF8_CHARACTER_SET = "ISO_IR 192"
 SINGLE_VALUED_VRS = frozenset({"LT", "ST", "UT", "UR"})
+# Transfer syntaxes in which PendingResponder writes responses; pynetdicom encodes the others.
+DIRECT_TRANSFER_SYNTAXES = frozenset({str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)})
 
 # PS3.4 C.5.1.1: the Service Class Application Information of the C-FIND
 # extended negotiation is one byte per option: relational queries, combined
@@ -297,13 +301,21 @@ def _compile(request: _FindRequest) -> CompiledQuery:
 def _responses(event: Any, request: _FindRequest, compiled: CompiledQuery, summary: _Summary) -> Iterator[FindResponse]:
     status = STATUS_PENDING_KEYS_NOT_MATCHED if compiled.unmatched_keys else STATUS_PENDING
     try:
+        responder = _pending_responder(event, request, compiled)
         for row in compiled.rows():
             # pynetdicom queues a C-CANCEL that arrives while the handler runs; it is seen here, between matches.
             if event.is_cancelled:
                 _finish(summary, STATUS_CANCEL, "cancelled by the SCU")
                 yield STATUS_CANCEL, None
                 return
-            yield status, _response_identifier(request, row, compiled.level)
+            if not event.assoc.is_established:
+                # Released or aborted meanwhile: the summary records an interrupted query.
+                return
+            encoded = responder.encode(row) if responder is not None else None
+            if encoded is None:
+                yield status, _response_identifier(request, row, compiled.level)
+            else:
+                responder.send(status, encoded)
             summary.matches += 1
             patient_id = row.get("PatientID")
             if isinstance(patient_id, str) and patient_id:
@@ -313,6 +325,25 @@ def _responses(event: Any, request: _FindRequest, compiled: CompiledQuery, summa
         return
 
     _finish(summary, STATUS_SUCCESS, "")
+
+
+def _pending_responder(event: Any, request: _FindRequest, compiled: CompiledQuery) -> PendingResponder | None:
+    """Return the direct encoder of pending responses, when the negotiated transfer syntax is one it writes."""
+    transfer_syntax = str(event.context.transfer_syntax)
+    if transfer_syntax not in DIRECT_TRANSFER_SYNTAXES:
+        return None
+    return PendingResponder(
+        event.assoc,
+        context_id=event.context.context_id,
+        implicit_vr=transfer_syntax == ImplicitVRLittleEndian,
+        sop_class_uid=str(event.request.AffectedSOPClassUID),
+        message_id=int(event.request.MessageID),
+        elements=request.elements,
+        returned=compiled.return_paths.keys(),
+        level=str(compiled.level),
+        ae_title=settings.TELERAD.ae_title,
+        instance_availability=ONLINE,
+    )
 
 
 def _response_identifier(request: _FindRequest, row: dict[str, object], level: Level) -> Dataset:
