@@ -276,6 +276,23 @@ def test_missing_file_is_restored_by_identical_copy(sample_file, storage):
     assert path.read_bytes() == data
 
 
+def test_missing_file_under_older_key_is_restored(sample_file, storage):
+    data = sample_file("CT_small.dcm").read_bytes()
+    ingest.store_file(data, source=IMPORT, storage=storage)
+    current_key = Instance.objects.get().storage_key
+    storage.path(current_key).unlink()
+    # An index row written under an earlier layout of the storage folder, whose file is gone.
+    Instance.objects.update(storage_key="0a/0b/earlier-layout.dcm")
+
+    result = ingest.store_file(data, source=IMPORT, storage=storage)
+
+    assert result.outcome is ingest.Outcome.ALREADY_PRESENT
+    instance = Instance.objects.get()
+    assert instance.storage_key == current_key
+    assert storage.path(current_key).read_bytes() == data
+    assert instance.file_size == len(data)
+
+
 def test_unfinished_files_are_removed_when_old(storage):
     old = storage.temporary_dir / "old.part"
     new = storage.temporary_dir / "new.part"
@@ -303,6 +320,7 @@ def test_reencoded_copy_is_already_present(sample_file, storage, tmp_path):
 
     assert result.outcome is ingest.Outcome.ALREADY_PRESENT
     assert Instance.objects.get().transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert len(list(storage.root.rglob("*.dcm"))) == 1
 
 
 def test_new_study_updates_patient_name(sample_file, storage, tmp_path):

@@ -16,9 +16,10 @@ import hashlib
 import logging
 import struct
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from pydicom.uid import AllTransferSyntaxes
 
 from telerad.audit import events as audit
@@ -227,11 +228,11 @@ def _store(
     chunks: list[bytes | memoryview] = [memoryview(buffer)] if meta_prefix is None else [meta_prefix, memoryview(buffer)[dataset_offset:]]
     stored_offset = dataset_offset if meta_prefix is None else len(meta_prefix)
     try:
-        existing = _compare_with_stored(record, dataset_sha256, source, storage=storage, candidate=chunks)
-        if isinstance(existing, StoreResult):
-            if existing.outcome is Outcome.ALREADY_PRESENT:
-                _restore_if_missing(record, storage, key, chunks, stored_offset, dataset_sha256)
-            return existing
+        # The file is written before the index lookup of its SOP Instance
+        # UID, so that a new instance, the most frequent case, costs one
+        # statement. A copy already stored has the same key and is not
+        # written again. Its insert fails on the unique UID, and
+        # _settle_existing decides.
         file_size = storage.write(key, chunks)
     finally:
         # The chunks are views of the caller's buffer (often an mmap). A
@@ -248,22 +249,10 @@ def _store(
         "source_address": source.address[:64],
     }
     try:
-        return _index(record, file_fields, source=source, storage=storage, replace=existing == "replace")
+        return _index(record, file_fields, source=source, storage=storage)
     except Rejected as exc:
         _discard_unreferenced(storage, key)
         return _rejected(str(exc), sop_instance_uid=record.sop_instance_uid)
-
-
-def _restore_if_missing(record: InstanceRecord, storage: FileStorage, key: str, chunks: list[bytes | memoryview], dataset_offset: int, dataset_sha256: str) -> None:
-    """Write the file of an indexed instance whose file is gone, from an equal copy sent again."""
-    stored = index.stored_file(record.sop_instance_uid)
-    if stored is None or storage.exists(stored.storage_key):
-        return
-    logger.error("stored file missing, restored from a new copy sop_instance_uid=%s storage_key=%s", record.sop_instance_uid, key)
-    file_size = storage.write(key, chunks)
-    Instance.objects.filter(sop_instance_uid=record.sop_instance_uid).update(
-        storage_key=key, file_size=file_size, dataset_offset=dataset_offset, dataset_sha256=dataset_sha256
-    )
 
 
 def _read_record(buffer: bytes, dataset_offset: int, transfer_syntax: str) -> InstanceRecord:
@@ -291,10 +280,10 @@ def _require_request_uids(record: InstanceRecord, sop_class_uid: str, sop_instan
         raise Rejected(f"the dataset's SOPClassUID {record.instance['sop_class_uid']} differs from the request's {sop_class_uid}", sop_class_mismatch=True)
 
 
-def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source, *, storage: FileStorage, candidate: list[bytes | memoryview]) -> StoreResult | Literal["new", "replace"]:
+def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: Source, *, storage: FileStorage, candidate: Path) -> StoreResult | Literal["new", "replace"]:
     """Return the outcome for a SOP Instance UID that is already stored, or how to go on storing it.
 
-    `candidate` is the Part 10 file that would be stored, in chunks.
+    `candidate` is the new Part 10 file.
     """
     stored = index.stored_file(record.sop_instance_uid)
     if stored is None:
@@ -302,7 +291,7 @@ def _compare_with_stored(record: InstanceRecord, dataset_sha256: str, source: So
     result = _result(Outcome.ALREADY_PRESENT, record)
     if stored.dataset_sha256 == dataset_sha256:
         return result
-    if storage.exists(stored.storage_key) and equivalence.same_content(storage.path(stored.storage_key), b"".join(candidate)):
+    if storage.exists(stored.storage_key) and equivalence.same_content(storage.path(stored.storage_key), candidate.read_bytes()):
         logger.info("identical instance in another encoding ignored sop_instance_uid=%s source=%s", record.sop_instance_uid, _source_label(source))
         return result
     if settings.TELERAD.duplicate_policy == DuplicatePolicy.OVERWRITE:
@@ -325,29 +314,60 @@ def _source_label(source: Source) -> str:
     return source.ae_title or source.user or source.kind
 
 
-def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage, replace: bool) -> StoreResult:
+def _index(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage) -> StoreResult:
     try:
-        with transaction.atomic():
-            replaced_key = _write_rows(record, file_fields, source, replace=replace)
+        _insert_rows(record, file_fields, source)
+        return _result(Outcome.STORED, record)
     except (IntegrityError, index.StaleSeries):
-        # Another association stored the same SOP Instance UID between the
-        # check and this insert, or it created the same study or series. So
-        # decide again against what it stored, and forget the cached series
-        # because the rolled-back transaction may have created it.
+        # The SOP Instance UID is stored already, by an earlier store or by
+        # another association between two statements, or another association
+        # created the same study or series. Forget the cached series, because
+        # a rolled-back transaction may have created it.
         index.forget_series(str(record.series["series_instance_uid"]))
-        outcome = _compare_with_stored(record, str(file_fields["dataset_sha256"]), source, storage=storage, candidate=[storage.path(str(file_fields["storage_key"])).read_bytes()])
-        if not isinstance(outcome, StoreResult):
-            with transaction.atomic():
-                replaced_key = _write_rows(record, file_fields, source, replace=outcome == "replace")
-        else:
-            _discard_unreferenced(storage, str(file_fields["storage_key"]))
-            return outcome
+    return _settle_existing(record, file_fields, source=source, storage=storage)
 
+
+def _insert_rows(record: InstanceRecord, file_fields: dict[str, object], source: Source) -> None:
+    series = index.cached_series(record)
+    if series is not None and connection.vendor == "postgresql":
+        # One statement, so it needs no transaction of its own.
+        index.insert_instance(series, {**record.instance, **file_fields})
+        return
+    with transaction.atomic():
+        _write_rows(record, file_fields, source, replace=False)
+
+
+def _settle_existing(record: InstanceRecord, file_fields: dict[str, object], *, source: Source, storage: FileStorage) -> StoreResult:
+    """Decide, by the duplicate policy, what becomes of a new file whose SOP Instance UID failed to insert."""
+    key = str(file_fields["storage_key"])
+    dataset_sha256 = str(file_fields["dataset_sha256"])
+    outcome = _compare_with_stored(record, dataset_sha256, source, storage=storage, candidate=storage.path(key))
+    if isinstance(outcome, StoreResult):
+        if outcome.outcome is Outcome.ALREADY_PRESENT:
+            _restore_if_missing(record, file_fields, dataset_sha256, storage)
+        _discard_unreferenced(storage, key)
+        return outcome
+
+    with transaction.atomic():
+        replaced_key = _write_rows(record, file_fields, source, replace=outcome == "replace")
     if replaced_key is None:
         return _result(Outcome.STORED, record)
-    if replaced_key != file_fields["storage_key"]:
+    if replaced_key != key:
         storage.delete(replaced_key)
     return _result(Outcome.REPLACED, record)
+
+
+def _restore_if_missing(record: InstanceRecord, file_fields: dict[str, object], dataset_sha256: str, storage: FileStorage) -> None:
+    """Point the index at the new file when the stored file of an equal instance is gone."""
+    stored = index.stored_file(record.sop_instance_uid)
+    if stored is None or stored.dataset_sha256 != dataset_sha256 or stored.storage_key == file_fields["storage_key"]:
+        return
+    if storage.exists(stored.storage_key):
+        return
+    logger.error("stored file missing, restored from a new copy sop_instance_uid=%s storage_key=%s", record.sop_instance_uid, file_fields["storage_key"])
+    Instance.objects.filter(sop_instance_uid=record.sop_instance_uid).update(
+        storage_key=file_fields["storage_key"], file_size=file_fields["file_size"], dataset_offset=file_fields["dataset_offset"],
+    )
 
 
 def _write_rows(record: InstanceRecord, file_fields: dict[str, object], source: Source, *, replace: bool) -> str | None:
