@@ -206,11 +206,15 @@ def orthanc_server(folder: Path) -> common.OrthancServer:
 
 def create_token(server: common.TeleradListener) -> str:
     """Create the benchmark's user if it is missing, and return a new API token for it."""
+    # A radiologist may search and retrieve every study, which is what the benchmark does.
     script = (
         "from django.contrib.auth import get_user_model\n"
+        "from telerad.accounts import roles, users\n"
         f"User = get_user_model()\n"
-        f"if not User.objects.filter(username={BENCH_USER!r}).exists():\n"
-        f"    User.objects.create_superuser({BENCH_USER!r}, 'bench@localhost', None)\n"
+        f"user = User.objects.filter(username={BENCH_USER!r}).first()\n"
+        f"if user is None:\n"
+        f"    user = User.objects.create_user({BENCH_USER!r}, 'bench@localhost', None)\n"
+        f"users.replace_roles(user, {{roles.Role.RADIOLOGIST}}, actor='benchmark')\n"
     )
     server.run_command("shell", "--no-imports", "-c", script)
     return server.run_command("token", "create", BENCH_USER, "--name", "query benchmark", "--days", "1").strip()

@@ -80,7 +80,8 @@ def running_server(study: common.StudyFiles, database_url: str | None) -> Iterat
             raise common.BenchmarkError("the import did not store the study as built: " + "; ".join(problems))
         server.run_command(
             "shell", "--no-imports", "-c",
-            f"from django.contrib.auth.models import User; User.objects.create_user({USERNAME!r}, password={PASSWORD!r})",
+            "from django.contrib.auth.models import User\nfrom telerad.accounts import roles\n"
+            f"roles.set_roles(User.objects.create_user({USERNAME!r}, password={PASSWORD!r}), {{roles.Role.RADIOLOGIST}})",
         )
         # What the server's background worker does for a study received over
         # DICOM or STOW-RS; `telerad import` leaves it to the first request.
