@@ -9,7 +9,7 @@ from django.db import connection
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from telerad.archive import index, ingest
+from telerad.archive import index, ingest, query
 from telerad.archive.models import Instance, Patient, Series, Study
 from telerad.archive.query import InvalidQuery, Root, compile_query
 from telerad.archive.storage import FileStorage
@@ -438,3 +438,14 @@ def test_patient_name_query_uses_both_name_indexes(archive):
     if connection.vendor == "sqlite":
         # A range search of the index, not a scan of the whole of it.
         assert "patient_name_folded>?" in plan
+
+
+@pytest.mark.parametrize("rows_per_fetch", [1, 2, 1000])
+def test_unbounded_rows_are_complete_at_any_fetch_size(archive, monkeypatch, rows_per_fetch):
+    expected = [row["StudyInstanceUID"] for row in compile_query("STUDY", {"StudyInstanceUID": ""}).rows(limit=1000)]
+    monkeypatch.setattr(query, "ROWS_PER_FETCH", rows_per_fetch)
+
+    found = [row["StudyInstanceUID"] for row in compile_query("STUDY", {"StudyInstanceUID": ""}).rows()]
+
+    assert len(expected) > 2
+    assert found == expected

@@ -190,6 +190,13 @@ class CompiledQuery:
             # uses a server-side cursor on PostgreSQL, which costs extra round trips.
             yield from (tuple(values) if self.return_paths else () for values in rows)
             return
+        # Most unbounded queries (C-FIND) match fewer rows than one fetch, so
+        # they are read in one go too. Only a longer result is read again in
+        # chunks, from the start, so that it comes from one consistent query.
+        first = list(rows[: ROWS_PER_FETCH + 1])
+        if len(first) <= ROWS_PER_FETCH:
+            yield from (values if self.return_paths else () for values in first)
+            return
         for values in rows.iterator(chunk_size=ROWS_PER_FETCH):
             yield values if self.return_paths else ()
 
