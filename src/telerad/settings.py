@@ -142,10 +142,9 @@ LOGOUT_REDIRECT_URL = "login"
 # The name authenticator apps show beside the account.
 OTP_TOTP_ISSUER = "telerad"
 
-# Saving the session on every request moves its expiry forward, so the
-# cookie age is a limit on inactivity rather than on the session's length.
+# SessionActivityMiddleware moves a session's expiry forward as it is used,
+# so the cookie age is a limit on inactivity rather than on the session's length.
 SESSION_COOKIE_AGE = TELERAD.session_timeout_minutes * 60
-SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = TELERAD.http_tls
 CSRF_COOKIE_SECURE = TELERAD.http_tls

@@ -25,6 +25,11 @@ LAST_ACTIVITY_COOKIE = "telerad_last_activity"
 TRACKED_SESSION_KEY = "telerad_tracked_session"
 # Set on a request by the user_logged_out receiver.
 LOGGED_OUT_ATTRIBUTE = "telerad_logged_out"
+# The session data key of the time its expiry was last moved forward.
+EXPIRY_EXTENSION_KEY = "telerad_expiry_extended"
+# How often use of a session moves its expiry forward. A session thus ends
+# between SESSION_COOKIE_AGE minus this and SESSION_COOKIE_AGE after its last request.
+EXPIRY_EXTENSION_SECONDS = 60
 
 
 def client_address(request: HttpRequest) -> str:
@@ -118,8 +123,18 @@ class SessionActivityMiddleware:
         if user is None or not user.is_authenticated or getattr(request, "authenticated_by_token", False) or not hasattr(request, "session"):
             return response
         self._track_session_key(request, user)
+        self._extend_expiry(request)
         self._stamp_last_activity(response)
         return response
+
+    @staticmethod
+    def _extend_expiry(request: HttpRequest) -> None:
+        # A modified session is saved with a new expiry, SESSION_COOKIE_AGE
+        # from now. Doing so on every request cost a database write per
+        # image frame, so it happens once per EXPIRY_EXTENSION_SECONDS.
+        now = int(time.time())
+        if now - request.session.get(EXPIRY_EXTENSION_KEY, 0) >= EXPIRY_EXTENSION_SECONDS:
+            request.session[EXPIRY_EXTENSION_KEY] = now
 
     @staticmethod
     def _track_session_key(request: HttpRequest, user: AbstractBaseUser) -> None:
