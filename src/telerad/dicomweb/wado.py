@@ -81,14 +81,15 @@ def find(resource: dict[str, Any], user: AnyUser | None, *, with_metadata: bool 
 
     rows = Instance.objects.filter(series__study=study)
     if "series" in resource:
-        if not Series.objects.filter(study=study, series_instance_uid=resource["series"]).exists():
-            raise DicomwebError(404, _("Series %(series)s not found in study %(study)s.") % {"series": resource["series"], "study": study_uid})
         rows = rows.filter(series__series_instance_uid=resource["series"])
     if "instance" in resource:
         rows = rows.filter(sop_instance_uid=resource["instance"])
 
     fields = INSTANCE_FIELDS + METADATA_FIELDS if with_metadata else INSTANCE_FIELDS
     values = list(rows.order_by(*INSTANCE_ORDER).values_list(*fields))
+    # The series is looked up only to say what is missing, which spares a query for each frame a viewer loads.
+    if not values and "series" in resource and not Series.objects.filter(study=study, series_instance_uid=resource["series"]).exists():
+        raise DicomwebError(404, _("Series %(series)s not found in study %(study)s.") % {"series": resource["series"], "study": study_uid})
     if not values and "instance" in resource:
         raise DicomwebError(404, _("Instance %(instance)s not found in series %(series)s.") % {"instance": resource["instance"], "series": resource["series"]})
     if not values:
