@@ -554,6 +554,8 @@ class TeleradListener:
             "TELERAD_HTTP_TLS": "true" if self.http_tls else "false",
             "TELERAD_ACCEPT_ANY_AE": "true",
             "TELERAD_AE_TITLE": TELERAD_AE_TITLE,
+            # The viewer benchmark logs in with a password alone.
+            "TELERAD_TWO_FACTOR_REQUIRED": "false",
         }
         environment.pop("TELERAD_CONFIG_FILE", None)
         if self.database_url:

@@ -74,7 +74,7 @@ STEPS: list[tuple[str, str]] = [
     ("  header scan", "  walk the element headers (header.scan)"),
     ("  decode", "  decode and check the index attributes (build_record)"),
     ("  sha256", "  SHA-256 of the dataset"),
-    ("  duplicate check", "  look up the SOP Instance UID in the index"),
+    ("  duplicate check", "  compare with the stored instance of this SOP Instance UID, only when its insert fails"),
     ("  file write", "  write the Part 10 file, fdatasync, rename, directory fsync (FileStorage.write)"),
     ("    fdatasync", "    fdatasync of the new file"),
     ("    directory fsync", "    fsync of the folder after the rename"),
@@ -260,7 +260,7 @@ def print_steps(timers: StepTimers, study: common.StudyFiles, seconds: float, da
         if not step.startswith(" "):
             accounted += step_ms
         print(f"{step:<22}{step_ms:>12.2f}{timers.calls[step] / count:>16.1f}  {description.strip()}")
-    print(f"{'other':<22}{wall_ms - accounted:>12.2f}{'':>16}  the rest of the wall time: polling sleeps of the pynetdicom threads, storescu, TCP")
+    print(f"{'other':<22}{wall_ms - accounted:>12.2f}{'':>16}  the rest of the wall time: hand-offs between pynetdicom's threads, storescu, TCP")
 
 
 if __name__ == "__main__":
