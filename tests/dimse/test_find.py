@@ -373,7 +373,7 @@ def test_log_leaves_out_query_values(stored, scp, caplog):
 
 
 # Every indexed key of each level, a key the index does not hold, a private
-# element and a sequence, as a C-FIND identifier asks for them.
+# element and a sequence, as a C-FIND identifier requests them.
 LEVEL_KEYS = {
     ("PATIENT", PATIENT_ROOT): INDEXED_ATTRIBUTES["patient"] + QUERY_ONLY_ATTRIBUTES["patient"],
     ("STUDY", STUDY_ROOT): INDEXED_ATTRIBUTES["patient"] + INDEXED_ATTRIBUTES["study"] + QUERY_ONLY_ATTRIBUTES["study"],

@@ -94,7 +94,7 @@ def test_idle_association_does_not_poll(listener, requestor, monkeypatch):
     finally:
         assoc.release()
 
-    # One check per idle wait of 20 ms is about 50 in a second; polling every millisecond would be about 1,000.
+    # One check per idle wait of 20 ms is about 50 in a second. Polling every millisecond would be about 1,000.
     assert 0 < idle_checks <= 1.0 / reactor.IDLE_WAIT_SECONDS * 2
 
 
@@ -105,7 +105,8 @@ def test_release_ends_both_threads(listener, requestor, ended):
     assoc.release()
 
     assert assoc.is_released
-    assert wait_until(lambda: not accepted.is_alive() and not accepted.dul.is_alive())
+    assert wait_until(lambda: not accepted.is_alive())
+    assert wait_until(lambda: not accepted.dul.is_alive())
     assert ended == ["released"]
 
 
@@ -115,7 +116,8 @@ def test_peer_abort_ends_association(listener, requestor, ended):
     [accepted] = listener.active_associations
     assoc.abort()
 
-    assert wait_until(lambda: not accepted.is_alive() and not accepted.dul.is_alive())
+    assert wait_until(lambda: not accepted.is_alive())
+    assert wait_until(lambda: not accepted.dul.is_alive())
     assert ended == ["aborted"]
 
 
