@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any, Iterator
 
 import pytest
+from django.db import connection
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
@@ -104,11 +106,14 @@ def listener() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def association(port: int, calling_ae_title: str) -> Iterator[Any]:
+def association(port: int, calling_ae_title: str, *, sop_class: str | None = None) -> Iterator[Any]:
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
-    ae.add_requested_context(Verification)
-    ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+    if sop_class is None:
+        ae.add_requested_context(Verification)
+        ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+    else:
+        ae.add_requested_context(sop_class)
     assoc = ae.associate("127.0.0.1", port, ae_title="TELERAD")
     try:
         yield assoc
@@ -167,3 +172,32 @@ def test_refused_store_audited_once_per_association(listener, caplog):
     assert (event.user, event.outcome) == ("VIEWER", 4)
     assert event.detail == "C-STORE refused with status 0x0124: AE VIEWER is not allowed to store"
     assert len([message for message in caplog.messages if message.startswith("C-STORE refused calling_ae=VIEWER ")]) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's")
+def test_ended_associations_return_their_connections(listener):
+    RemoteAE.objects.create(ae_title="CT1", host="127.0.0.1")
+    port = listener.server_address[1]
+    with association(port, "CT1") as assoc:
+        assert assoc.is_established
+    with association(port, "CT1") as assoc:
+        assoc.abort()
+    with association(port, "NOBODY") as assoc:
+        assert assoc.is_rejected
+    # Accepted by telerad's checks, then ended by pynetdicom for want of a context it supports.
+    with association(port, "CT1", sop_class="1.2.826.0.1.3680043.8.498.1") as assoc:
+        assert not assoc.is_established
+
+    def all_returned() -> bool:
+        stats = connection.pool.get_stats()
+        return not listener.active_associations and stats["pool_available"] == stats["pool_size"] - in_use_here()
+
+    deadline = time.monotonic() + TIMEOUT
+    while not all_returned() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all_returned()
+
+
+def in_use_here() -> int:
+    """Return the pooled connections that this test's own thread holds."""
+    return 1 if connection.connection is not None else 0

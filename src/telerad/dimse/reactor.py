@@ -25,6 +25,7 @@ import logging
 import threading
 from typing import Any
 
+from django.db import connection
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
@@ -176,6 +177,15 @@ class EventDrivenAssociation(Association):
         self.dul.__class__ = EventDrivenDUL
         self.dul.adopt(self._inbox)
         self.dimse.msg_queue = _SignallingQueue(self._inbox.set)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            # Django keeps a connection per thread, and this thread ends here.
+            # The release and abort handlers return it too, and this covers
+            # any ending without those events.
+            connection.close()
 
     def _run_reactor(self) -> None:
         """Serve DIMSE requests until the association is released, aborted or times out.
