@@ -109,11 +109,7 @@ class EventDrivenDUL(DULServiceProvider):
         self._wake = _WakeUp()
         self._run_loop_delay = 0
         self.to_provider_queue = _SignallingQueue(self._wake.set)
-
-        def deliver() -> None:
-            inbox.set()
-
-        self.to_user_queue = _SignallingQueue(deliver)
+        self.to_user_queue = _SignallingQueue(inbox.set)
 
     def run_reactor(self) -> None:
         try:
