@@ -56,5 +56,5 @@ def test_threads_reuse_pooled_connections():
     run_threads(6)
 
     assert len(backends) == 7
-    # Six threads one after another borrow connections the pool holds already.
+    # Six threads one after another borrow connections that the pool has open already.
     assert connection.pool.get_stats()["connections_num"] == opened

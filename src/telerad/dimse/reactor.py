@@ -8,10 +8,10 @@ first PDU of a request, the assembled request and the queued response. On a
 2-core machine a C-ECHO round trip over one association took 2.5 ms with
 polling and 1 ms without.
 
-Here the DUL thread waits in ``select`` on its socket and on a wake-up socket
-that is written whenever a PDU is queued for sending, and the association
-thread waits on an event that is set whenever the DUL thread delivers a DIMSE
-message or an A-RELEASE or A-ABORT. Timeouts bound every wait, so the checks
+Here the DUL thread waits in ``select`` on its socket and on a wake-up
+socket, which is written whenever a PDU is queued for sending. The
+association thread waits on an event, which is set whenever the DUL thread
+delivers a DIMSE message or an A-RELEASE or A-ABORT. Timeouts bound every wait, so the checks
 that pynetdicom makes between events (timers, a killed thread) still run.
 """
 
