@@ -435,6 +435,20 @@ def test_series_metadata_takes_few_queries(client, store):
     assert len(metadata_queries) == 1
 
 
+
+def test_frame_request_reads_index_once(client, store):
+    ds = store("CT_small.dcm")
+    url = f"{instance_url(ds)}/frames/1"
+    client.get(url)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+
+    assert response.status_code == 200
+    index_queries = [query["sql"] for query in queries.captured_queries if '"archive_' in query["sql"]]
+    assert len(index_queries) == 1, index_queries
+
+
 # Frames ------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import logging
 import re
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NoReturn
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.http.response import HttpResponseBase
@@ -57,7 +57,8 @@ INSTANCE_ORDER = ("series__series_number", "series__pk", "instance_number", "pk"
 class Found:
     """The study a request names and the stored instances of the requested resource."""
 
-    study: Study
+    study_instance_uid: str
+    patient_id: str
     instances: list[InstanceFile]
     cached_metadata: list[InstanceMetadata | None]
 
@@ -70,31 +71,44 @@ def find(resource: dict[str, Any], user: AnyUser | None, *, with_metadata: bool 
 
     A study that `user` may not see is missing too, with the same message.
     Background work that serves no user passes None and finds any study.
+    One query finds the instances, which matters for a viewer that fetches
+    each frame on its own. Further queries run only to name what is missing.
     """
     study_uid = resource["study"]
-    studies = Study.objects.select_related("patient")
+    rows = Instance.objects.filter(series__study__study_instance_uid=study_uid)
     if user is not None:
-        studies = restrict_to_visible_studies(studies, user)
-    study = studies.filter(study_instance_uid=study_uid).first()
-    if study is None:
-        raise DicomwebError(404, _("Study %(study)s not found.") % {"study": study_uid})
-
-    rows = Instance.objects.filter(series__study=study)
+        rows = restrict_to_visible_studies(rows, user, "series__study")
     if "series" in resource:
         rows = rows.filter(series__series_instance_uid=resource["series"])
     if "instance" in resource:
         rows = rows.filter(sop_instance_uid=resource["instance"])
 
     fields = INSTANCE_FIELDS + METADATA_FIELDS if with_metadata else INSTANCE_FIELDS
-    values = list(rows.order_by(*INSTANCE_ORDER).values_list(*fields))
-    # The series is looked up only to say what is missing, which spares a query for each frame a viewer loads.
-    if not values and "series" in resource and not Series.objects.filter(study=study, series_instance_uid=resource["series"]).exists():
-        raise DicomwebError(404, _("Series %(series)s not found in study %(study)s.") % {"series": resource["series"], "study": study_uid})
-    if not values and "instance" in resource:
-        raise DicomwebError(404, _("Instance %(instance)s not found in series %(series)s.") % {"instance": resource["instance"], "series": resource["series"]})
+    values = list(rows.order_by(*INSTANCE_ORDER).values_list(*fields, "series__study__patient__patient_id"))
     if not values:
-        raise DicomwebError(404, _("No instances stored in %(path)s.") % {"path": study_uid if "series" not in resource else resource["series"]})
-    return Found(study, [_instance_file(study_uid, row) for row in values], [_cached(row) if with_metadata else None for row in values])
+        _raise_not_found(resource, user)
+    return Found(
+        study_instance_uid=study_uid,
+        patient_id=values[0][-1],
+        instances=[_instance_file(study_uid, row) for row in values],
+        cached_metadata=[_cached(row) if with_metadata else None for row in values],
+    )
+
+
+def _raise_not_found(resource: dict[str, Any], user: AnyUser | None) -> NoReturn:
+    """Raise the 404 for a resource without instances, naming the first missing part: study, series or instance."""
+    study_uid = resource["study"]
+    studies = Study.objects.filter(study_instance_uid=study_uid)
+    if user is not None:
+        studies = restrict_to_visible_studies(studies, user)
+    study = studies.first()
+    if study is None:
+        raise DicomwebError(404, _("Study %(study)s not found.") % {"study": study_uid})
+    if "series" in resource and not Series.objects.filter(study=study, series_instance_uid=resource["series"]).exists():
+        raise DicomwebError(404, _("Series %(series)s not found in study %(study)s.") % {"series": resource["series"], "study": study_uid})
+    if "instance" in resource:
+        raise DicomwebError(404, _("Instance %(instance)s not found in series %(series)s.") % {"instance": resource["instance"], "series": resource["series"]})
+    raise DicomwebError(404, _("No instances stored in %(path)s.") % {"path": study_uid if "series" not in resource else resource["series"]})
 
 
 def _instance_file(study_uid: str, row: tuple[Any, ...]) -> InstanceFile:
@@ -125,7 +139,7 @@ def require_files(instances: Iterable[InstanceFile]) -> None:
 
 
 def audit(request: HttpRequest, found: Found, detail: str) -> None:
-    record_access(request, Action.RETRIEVE, patient_id=found.study.patient.patient_id, study_instance_uid=found.study.study_instance_uid, detail=detail)
+    record_access(request, Action.RETRIEVE, patient_id=found.patient_id, study_instance_uid=found.study_instance_uid, detail=detail)
 
 
 def entity_tag(request: HttpRequest, found: Found, representation: str) -> str:
