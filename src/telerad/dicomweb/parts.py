@@ -51,13 +51,22 @@ def new_boundary() -> str:
 
 
 def multipart_chunks(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
-    """Yield the encoded body: each part behind a delimiter line, then the close delimiter (RFC 2046 5.1.1)."""
+    """Yield the encoded body: each part behind a delimiter line, then the close delimiter (RFC 2046 5.1.1).
+
+    The delimiter, headers and line breaks go out joined to the content chunk
+    that follows them. Each chunk costs a hand-over from the request thread
+    to the event loop, and sending them on their own tripled the chunks of a
+    study of single-chunk instances.
+    """
     delimiter = b"--" + boundary.encode("ascii")
+    pending = b""
     for part in parts:
-        yield delimiter + CRLF + part.header()
-        yield from part.chunks
-        yield CRLF
-    yield delimiter + b"--" + CRLF
+        pending += delimiter + CRLF + part.header()
+        for chunk in part.chunks:
+            yield pending + chunk
+            pending = b""
+        pending += CRLF
+    yield pending + delimiter + b"--" + CRLF
 
 
 def multipart_content_type(part_type: str, boundary: str) -> str:
