@@ -2,9 +2,9 @@
 
 A fresh ``telerad serve`` (HTTPS, its own data folder, SQLite unless
 --database names a PostgreSQL server) imports the study built by
-common.build_ct_study, and its metadata documents are built, as the
-server's background worker does after a study arrives over DICOM. Chromium logs in and opens the viewer on the study,
-and the benchmark records:
+common.build_ct_study. ``telerad import`` builds the study's metadata
+documents, as the servers do for a study received over DICOM. Chromium
+logs in and opens the viewer on the study, and the benchmark records:
 - first image: from the navigation to the viewer address until the
   viewport's canvas contains image content (many grey levels), polled every
   20 ms;
@@ -81,10 +81,6 @@ def running_server(study: common.StudyFiles, database_url: str | None) -> Iterat
             "from django.contrib.auth.models import User\nfrom telerad.accounts import roles\n"
             f"roles.set_roles(User.objects.create_user({USERNAME!r}, password={PASSWORD!r}), {{roles.Role.RADIOLOGIST}})",
         )
-        # What the server's background worker does for a study received over
-        # DICOM or STOW-RS; `telerad import` leaves it to the first request.
-        progress("building the study's metadata documents")
-        server.run_command("shell", "--no-imports", "-c", f"from telerad.dicomweb import prebuild; prebuild.build_study({study.study_instance_uid!r})")
         server.start()
         server.wait_until_ready()
         yield server

@@ -21,6 +21,8 @@ from telerad.archive import importer
 from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.models import AuditEvent
+from telerad.dicomweb import metadata
+from telerad.dicomweb.models import InstanceMetadata
 
 pytestmark = pytest.mark.django_db
 
@@ -463,6 +465,39 @@ def test_command_exits_zero_without_rejections(sample_file, tmp_path):
 
     assert status == 0
     assert Instance.objects.count() == 2
+
+
+def test_command_builds_metadata_of_imported_studies(sample_file, tmp_path):
+    copy_samples(sample_file, tmp_path / "in", names=("CT_small.dcm", "MR_small.dcm"))
+
+    status, output, _ = run_command(tmp_path / "in")
+
+    assert status == 0
+    documents = InstanceMetadata.objects.filter(encoder_version=metadata.ENCODER_VERSION)
+    assert sorted(documents.values_list("instance__sop_instance_uid", flat=True)) == sorted(Instance.objects.values_list("sop_instance_uid", flat=True))
+    assert "Built the metadata of 2 instances" in output
+
+
+def test_command_without_metadata_builds_none(sample_file, tmp_path):
+    copy_samples(sample_file, tmp_path / "in", names=("CT_small.dcm",))
+
+    status, output, _ = run_command(tmp_path / "in", no_metadata=True)
+
+    assert status == 0
+    assert Instance.objects.count() == 1
+    assert InstanceMetadata.objects.count() == 0
+    assert "metadata" not in output
+
+
+def test_command_second_import_builds_no_metadata(sample_file, tmp_path):
+    copy_samples(sample_file, tmp_path / "in", names=("CT_small.dcm",))
+    run_command(tmp_path / "in")
+
+    status, output, _ = run_command(tmp_path / "in")
+
+    assert status == 0
+    assert InstanceMetadata.objects.count() == 1
+    assert "metadata" not in output
 
 
 def test_command_exits_one_with_rejections(sample_file, tmp_path):
