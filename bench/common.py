@@ -564,11 +564,11 @@ class TeleradListener:
             environment.pop("TELERAD_DATABASE_URL", None)
         return environment
 
-    def run_command(self, *arguments: str) -> str:
+    def run_command(self, *arguments: str, timeout: float = 300.0) -> str:
         """Run a ``telerad`` command with this listener's environment and return its output."""
         completed = subprocess.run(
             [str(telerad_command()), *arguments],
-            capture_output=True, text=True, env=self.environment(), timeout=300, check=False,
+            capture_output=True, text=True, env=self.environment(), timeout=timeout, check=False,
         )
         if completed.returncode != 0:
             raise BenchmarkError(f"telerad {arguments[0]} failed with status {completed.returncode}:\n{completed.stderr[-2000:]}")

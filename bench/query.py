@@ -445,7 +445,20 @@ def prepare_servers(arguments: argparse.Namespace, archive: archive_builder.Arch
         thread.join()
     if errors:
         raise common.BenchmarkError(f"loading Orthanc failed: {errors[0]}")
+    sync_worklist(telerad)
     return telerad, orthanc
+
+
+def sync_worklist(server: common.TeleradListener) -> None:
+    """Make the worklist's exams of the imported studies before any server starts.
+
+    A server's background worker does this on its first start after an
+    import: for 5,000 studies on PostgreSQL it took about 4 minutes beside the
+    measurements and slowed them. Once done, the worker only checks new studies.
+    """
+    started = time.monotonic()
+    output = server.run_command("exams", "sync", timeout=LOAD_TIMEOUT)
+    progress(f"worklist synchronised in {time.monotonic() - started:.0f} s: {output.strip()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
