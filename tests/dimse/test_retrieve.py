@@ -463,7 +463,8 @@ def test_get_refused_to_ae_without_permission(samples, scp):
 
     assert final.Status == 0x0124
     assert final.ErrorComment == f"AE {OUTSIDER} is not allowed to use C-GET"
-    assert final.NumberOfCompletedSuboperations == 0
+    assert "NumberOfCompletedSuboperations" not in final
+    assert "NumberOfFailedSuboperations" not in final
     assert retrieve_events() == []
     event = AuditEvent.objects.get(action="service-refused")
     assert (event.user, event.outcome) == (OUTSIDER, 4)
@@ -472,11 +473,15 @@ def test_get_refused_to_ae_without_permission(samples, scp):
 
 def test_get_rejects_missing_unique_key(samples, scp):
     with association(scp, get=True) as assoc:
-        *_, (final, _) = get(assoc, identifier("SERIES", SeriesInstanceUID="1.2.3"))
+        *_, (final, final_identifier) = get(assoc, identifier("SERIES", SeriesInstanceUID="1.2.3"))
 
     assert final.Status == 0xA900
     assert final.ErrorComment == "StudyInstanceUID: missing unique key"
     assert final.OffendingElement == 0x0020000D
+    # No sub-operation was announced to the SCU, so none is counted and none is listed.
+    assert "NumberOfFailedSuboperations" not in final
+    # pynetdicom's SCU decodes a missing identifier as an empty dataset.
+    assert not final_identifier
 
 
 def test_get_cancelled_between_sub_operations(samples, scp):

@@ -166,6 +166,20 @@ def test_getscu_receives_jpeg_decompressed(server, tmp_path):
     assert numpy.array_equal(received.pixel_array, dcmread(path).pixel_array)
 
 
+def test_getscu_invalid_identifier_fails_cleanly(server, tmp_path):
+    # Patient root at study level needs PatientID as well.
+    keys = ["--patient", "--key", "QueryRetrieveLevel=STUDY", "--key", f"StudyInstanceUID={study_uids()[0]}"]
+
+    run = run_dcmtk("getscu", server, "--output-directory", str(tmp_path), *keys)
+
+    assert "Received C-GET Response (Error: DataSetDoesNotMatchSOPClass)" in run.stderr, run.stderr
+    assert "Releasing Association" in run.stderr, run.stderr
+    assert "DUL" not in run.stderr, run.stderr
+    # DCMTK prints 0 for the counts that the response leaves out.
+    assert "Number of Failed Suboperations    : 0" in run.stderr, run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_move_cancel_with_pynetdicom(server, destination):
     uids = study_uids()
     identifier = Dataset()

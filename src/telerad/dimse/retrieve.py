@@ -33,6 +33,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, build_context, evt
+from pynetdicom.dimse_primitives import C_GET
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelGet,
@@ -323,22 +324,24 @@ def _unknown_destination(retrieval: Retrieval, reason: str) -> tuple[None, None]
 
 
 def _get(event: Any, retrieval: Retrieval) -> Iterator[Any]:
+    # pynetdicom's Get SCP reads a status only after the number of
+    # sub-operations, so each failure below announces one that never starts.
     if not _may_use(event, Service.GET):
-        # pynetdicom's Get SCP reads a status only after the number of sub-operations.
         yield 1
+        _send_next_get_failure_bare(event.assoc)
         yield _refused_get(retrieval)
         return
     try:
         request = _read_request(event, retrieval, GET_SOP_CLASSES)
         instances = _matching_instances(request, retrieval)
     except RequestFailure as failure:
-        # NOTE: pynetdicom's Get SCP reads a status only after the number of
-        # sub-operations, and counts the one announced here as failed.
         yield 1
+        _send_next_get_failure_bare(event.assoc)
         yield _failed(retrieval, failure)
         return
     except Exception:
         yield 1
+        _send_next_get_failure_bare(event.assoc)
         yield _failed(retrieval, _internal_error(retrieval))
         return
 
@@ -348,6 +351,30 @@ def _get(event: Any, retrieval: Retrieval) -> Iterator[Any]:
     event.assoc.send_c_store = functools.partial(send_stored_instance, event.assoc, retrieval)
     yield len(instances)
     yield from _sub_operations(event, retrieval, instances)
+
+
+def _send_next_get_failure_bare(assoc: Any) -> None:
+    """Send the next C-GET failure response without an identifier and without sub-operation counts.
+
+    pynetdicom 3.0 adds a Failed SOP Instance UID List to every failure
+    response, and counts the sub-operation announced before the failure as
+    failed. For a request that failed before any sub-operation, neither is
+    true. DCMTK 3.6.7 getscu does not read that identifier either, so the
+    identifier arrived during its release, which then failed.
+    """
+    dimse = assoc.dimse
+
+    def send_msg(primitive: Any, context_id: int) -> None:
+        if isinstance(primitive, C_GET) and primitive.Status is not None and code_to_category(primitive.Status) == "Failure":
+            primitive.Identifier = None
+            primitive.NumberOfRemainingSuboperations = None
+            primitive.NumberOfCompletedSuboperations = None
+            primitive.NumberOfFailedSuboperations = None
+            primitive.NumberOfWarningSuboperations = None
+            del dimse.send_msg
+        type(dimse).send_msg(dimse, primitive, context_id)
+
+    dimse.send_msg = send_msg
 
 
 def _refused_get(retrieval: Retrieval) -> RetrieveResponse:
