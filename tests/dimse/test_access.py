@@ -174,6 +174,27 @@ def test_refused_store_audited_once_per_association(listener, caplog):
     assert len([message for message in caplog.messages if message.startswith("C-STORE refused calling_ae=VIEWER ")]) == 1
 
 
+def test_association_log_tells_release_from_abort(listener, caplog):
+    RemoteAE.objects.create(ae_title="CT1", host="127.0.0.1")
+    port = listener.server_address[1]
+
+    with caplog.at_level(logging.INFO, logger="telerad.dimse.server"):
+        with association(port, "CT1") as assoc:
+            assert assoc.is_established
+        with association(port, "CT1") as assoc:
+            assoc.abort()
+        deadline = time.monotonic() + TIMEOUT
+        while len(ended_lines(caplog)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    endings = sorted(line.rsplit(" end=", 1)[1] for line in ended_lines(caplog))
+    assert endings == ["aborted", "released"]
+
+
+def ended_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [message for message in caplog.messages if message.startswith("association ended calling_ae=CT1 ")]
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's")
 def test_ended_associations_return_their_connections(listener):
     RemoteAE.objects.create(ae_title="CT1", host="127.0.0.1")

@@ -344,10 +344,12 @@ def _on_finished(event: Any) -> None:
         return
     event.assoc.telerad_stats = None
     duration = time.monotonic() - stats.started
+    # An abort comes from either side or from a lost connection; a release always ends with the SCU's request.
+    ending = "aborted" if event.event == evt.EVT_ABORTED else "released"
     logger.info(
-        "association ended calling_ae=%s called_ae=%s address=%s tls=%s received=%d duplicates=%d refused=%d failures=%d duration=%.2fs",
+        "association ended calling_ae=%s called_ae=%s address=%s tls=%s received=%d duplicates=%d refused=%d failures=%d duration=%.2fs end=%s",
         stats.calling_ae_title, settings.TELERAD.ae_title, stats.address, "yes" if stats.tls else "no",
-        stats.received, stats.duplicates, stats.refused, stats.failures, duration,
+        stats.received, stats.duplicates, stats.refused, stats.failures, duration, ending,
     )
     prebuild.schedule(study_instance_uid for _patient_id, study_instance_uid in stats.studies)
     try:
