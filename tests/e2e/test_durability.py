@@ -123,3 +123,16 @@ def test_restarted_server_accepts_remaining(crash_run):
 
     assert failed == []
     assert missing == []
+
+
+def test_sigterm_stops_listeners_and_workers(server_factory: ServerFactory):
+    server = server_factory.start()
+
+    server.stop()
+
+    assert server.process is not None
+    assert server.process.returncode == 0, server.output_tail()
+    log = server.log()
+    assert "DICOM listener stopped" in log
+    assert "worklist background work stopped" in log
+    assert "Traceback" not in log

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
 import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -66,6 +68,21 @@ class _UvicornConfig(uvicorn.Config):
             self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a server the way Ctrl-C does, so that it stops its listeners and workers before it exits.
+
+    While uvicorn 0.3x runs, it handles SIGTERM by shutting the web server
+    down, and then raises the signal again for the handler it found. Python's
+    default handler ended the process there, before the DICOM listeners and
+    background workers were stopped.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signal_number: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def web_server() -> uvicorn.Server:
     config = settings.TELERAD
     options: dict[str, Any] = {}
@@ -81,6 +98,8 @@ def web_server() -> uvicorn.Server:
         access_log=False,
         server_header=False,
         timeout_keep_alive=30,
+        # A stop waits this many seconds at most for requests in progress, such as a long retrieval.
+        timeout_graceful_shutdown=10,
         **options,
     )
     return uvicorn.Server(uvicorn_config)

@@ -24,12 +24,16 @@ class Command(BaseCommand):
         if not options["no_migrate"]:
             runtime.prepare_database()
 
+        runtime.stop_on_sigterm()
         prebuild.start_worker()
         background.start()
         listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         try:
             runtime.web_server().run()
+        except KeyboardInterrupt:
+            # uvicorn raises the signal that stopped it again once it has shut down.
+            pass
         finally:
             dicom_server.stop(listeners)
             background.stop()

@@ -16,10 +16,14 @@ class Command(BaseCommand):
             runtime.require_valid_configuration()
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
+        runtime.stop_on_sigterm()
         # Report deliveries are left to `telerad serve` or `telerad worker` nodes.
         background.start(report_deliveries=False)
         runtime.print_banner(web=True, dicom=False)
         try:
             runtime.web_server().run()
+        except KeyboardInterrupt:
+            # uvicorn raises the signal that stopped it again once it has shut down.
+            pass
         finally:
             background.stop()

@@ -18,6 +18,7 @@ class Command(BaseCommand):
             runtime.require_valid_configuration()
         except runtime.ConfigurationInvalid as exc:
             raise CommandError(str(exc)) from None
+        runtime.stop_on_sigterm()
         prebuild.start_worker()
         runtime.print_banner(web=False, dicom=True)
         try:
