@@ -195,6 +195,27 @@ def ended_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [message for message in caplog.messages if message.startswith("association ended calling_ae=CT1 ")]
 
 
+def test_stop_aborts_idle_association_after_grace(caplog):
+    RemoteAE.objects.create(ae_title="CT1", host="127.0.0.1")
+    ae = server.build_application_entity()
+    running = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=server.event_handlers())
+    server.tune(running)
+
+    with caplog.at_level(logging.INFO, logger="telerad.dimse.server"), association(running.server_address[1], "CT1") as assoc:
+        assert assoc.send_c_echo().Status == 0x0000
+        started = time.monotonic()
+        server.stop([running], grace_seconds=0.5)
+        stopped_after = time.monotonic() - started
+        deadline = time.monotonic() + TIMEOUT
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert assoc.is_aborted
+    assert 0.5 <= stopped_after < TIMEOUT
+    assert "association aborted at stop calling_ae=CT1 address=127.0.0.1" in caplog.messages
+    assert any(message.startswith("DICOM listener stopped ") for message in caplog.messages)
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's")
 def test_ended_associations_return_their_connections(listener):
     RemoteAE.objects.create(ae_title="CT1", host="127.0.0.1")

@@ -53,6 +53,10 @@ STATUS_UNABLE_TO_PROCESS = 0xC211
 REJECT_PERMANENT = 0x01
 REJECT_SOURCE_SERVICE_USER = 0x01
 REJECT_NO_REASON_GIVEN = 0x01
+# At a stop, open associations get this long to end before they are aborted,
+# as long as the web server gives requests in progress.
+STOP_GRACE_SECONDS = 10.0
+STOP_POLL_SECONDS = 0.1
 REJECT_CALLING_AE_NOT_RECOGNISED = 0x03
 REJECT_CALLED_AE_NOT_RECOGNISED = 0x07
 
@@ -201,11 +205,24 @@ def tune(server: ThreadedAssociationServer) -> None:
     server.RequestHandlerClass = reactor.EventDrivenRequestHandler
 
 
-def stop(servers: list[ThreadedAssociationServer]) -> None:
+def stop(servers: list[ThreadedAssociationServer], *, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+    """Stop accepting associations, let open ones end for up to `grace_seconds`, then abort the rest.
+
+    An association that a peer keeps open and idle would otherwise hold the
+    process until its network timeout.
+    """
     for server in servers:
-        port = server.server_address[1]
         server.shutdown()
-        logger.info("DICOM listener stopped ae_title=%s port=%s", settings.TELERAD.ae_title, port)
+    deadline = time.monotonic() + grace_seconds
+    open_associations = [assoc for server in servers for assoc in server.active_associations]
+    while open_associations and time.monotonic() < deadline:
+        time.sleep(STOP_POLL_SECONDS)
+        open_associations = [assoc for assoc in open_associations if assoc.is_alive()]
+    for assoc in open_associations:
+        logger.warning("association aborted at stop calling_ae=%s address=%s", assoc.requestor.ae_title, assoc.requestor.address)
+        assoc.abort()
+    for server in servers:
+        logger.info("DICOM listener stopped ae_title=%s port=%s", settings.TELERAD.ae_title, server.server_address[1])
 
 
 def listener_addresses() -> list[str]:
