@@ -15,6 +15,8 @@ import pydicom
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pydicom import dcmread
 
 from telerad.archive import importer
@@ -498,6 +500,20 @@ def test_command_second_import_builds_no_metadata(sample_file, tmp_path):
     assert status == 0
     assert InstanceMetadata.objects.count() == 1
     assert "metadata" not in output
+
+
+def test_command_refreshes_postgresql_statistics(sample_file, tmp_path):
+    copy_samples(sample_file, tmp_path / "in", names=("CT_small.dcm",))
+
+    with CaptureQueriesContext(connection) as queries:
+        status, _, _ = run_command(tmp_path / "in", no_metadata=True)
+
+    assert status == 0
+    analyzed = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("ANALYZE ")]
+    if connection.vendor == "postgresql":
+        assert analyzed == ['ANALYZE "archive_patient", "archive_study", "archive_series", "archive_instance"']
+    else:
+        assert analyzed == []
 
 
 def test_command_exits_one_with_rejections(sample_file, tmp_path):

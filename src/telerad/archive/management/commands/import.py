@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import connection
 from tqdm import tqdm
 
 from telerad.archive import importer, ingest
+from telerad.archive.models import Instance, Patient, Series, Study
 from telerad.core import runtime
 
 EXIT_REJECTED = 1
@@ -80,6 +82,8 @@ class Command(BaseCommand):
             raise CommandError("import interrupted; the files stored before the interruption stay stored", returncode=EXIT_INTERRUPTED) from None
 
         self._print_summary(report, plan, max_errors=max_errors, report_path=report_path)
+        if report.studies:
+            _refresh_planner_statistics()
         if report.studies and not options["no_metadata"]:
             self._build_metadata(report, show_progress=show_progress)
         if report.rejected:
@@ -156,6 +160,22 @@ class Command(BaseCommand):
         if not_listed > 0:
             where = f"{report_path} lists them all" if report_path else "--report FILE lists them all"
             self.stdout.write(f"  ... and {not_listed} more; {where}")
+
+
+def _refresh_planner_statistics() -> None:
+    """Have PostgreSQL sample the archive tables again after an import.
+
+    With the statistics from before a 100,000-instance import, PostgreSQL 15
+    found the first instance of a study, as the worklist does for each new
+    study, by walking the whole instance index: 65 ms instead of 0.1 ms.
+    Autovacuum refreshes statistics only when it is on, and then only every
+    autovacuum_naptime.
+    """
+    if connection.vendor != "postgresql":
+        return
+    tables = [model._meta.db_table for model in (Patient, Study, Series, Instance)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(table) for table in tables))
 
 
 def _operating_system_user() -> str:
