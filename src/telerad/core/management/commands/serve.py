@@ -29,6 +29,7 @@ class Command(BaseCommand):
         background.start()
         listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
+        runtime.load_web_application()
         try:
             runtime.web_server().run()
         except KeyboardInterrupt:

@@ -20,6 +20,7 @@ class Command(BaseCommand):
         # Report deliveries are left to `telerad serve` or `telerad worker` nodes.
         background.start(report_deliveries=False)
         runtime.print_banner(web=True, dicom=False)
+        runtime.load_web_application()
         try:
             runtime.web_server().run()
         except KeyboardInterrupt:
