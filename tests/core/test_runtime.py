@@ -16,11 +16,16 @@ from telerad.core import runtime
 view_module = "telerad.dicomweb.qido"
 before = view_module in sys.modules
 runtime.load_web_application()
-print(json.dumps({"before": before, "after": view_module in sys.modules, "connection_open": connection.connection is not None}))
+state = {"before": before, "after": view_module in sys.modules, "connection_open": connection.connection is not None}
+import gc
+tracked = len(gc.get_objects())
+runtime.freeze_startup_objects()
+state.update(tracked_before_freeze=tracked, frozen=gc.get_freeze_count(), tracked_after_freeze=len(gc.get_objects()))
+print(json.dumps(state))
 """
 
 
-def test_load_web_application_imports_views_before_requests(tmp_path):
+def test_startup_loads_views_and_freezes_objects(tmp_path):
     # A fresh SQLite data folder, whatever database the suite runs on.
     env = {key: value for key, value in os.environ.items() if not key.startswith("TELERAD_")}
     env.update({"TELERAD_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "telerad.settings"})
@@ -30,4 +35,7 @@ def test_load_web_application_imports_views_before_requests(tmp_path):
 
     assert completed.returncode == 0, completed.stderr
     state = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert state == {"before": False, "after": True, "connection_open": False}
+    assert (state["before"], state["after"], state["connection_open"]) == (False, True, False)
+    # The collector's later scans skip what start-up made.
+    assert state["frozen"] >= state["tracked_before_freeze"] * 0.9
+    assert state["tracked_after_freeze"] < state["tracked_before_freeze"] * 0.01

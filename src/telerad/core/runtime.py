@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import ssl
@@ -95,6 +96,19 @@ def load_web_application() -> None:
     resolver.reverse_dict  # noqa: B018 - the property builds the lookup tables for reverse()
     connection.ensure_connection()
     connection.close()
+
+
+def freeze_startup_objects() -> None:
+    """Leave the objects made at start-up out of the garbage collector's future scans.
+
+    A full collection over them took about 60 ms in a started server,
+    holding the GIL, so every request and association waited. pynetdicom
+    3.0 forces one every 60 turns of its accept loop, that is every 60
+    associations or every 30 s when idle. After the freeze a full collection
+    took under 1 ms.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def web_server() -> uvicorn.Server:

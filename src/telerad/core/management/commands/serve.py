@@ -30,6 +30,7 @@ class Command(BaseCommand):
         listeners = dicom_server.start(block=False)
         runtime.print_banner(web=True, dicom=True)
         runtime.load_web_application()
+        runtime.freeze_startup_objects()
         try:
             runtime.web_server().run()
         except KeyboardInterrupt:

@@ -21,6 +21,7 @@ class Command(BaseCommand):
         background.start(report_deliveries=False)
         runtime.print_banner(web=True, dicom=False)
         runtime.load_web_application()
+        runtime.freeze_startup_objects()
         try:
             runtime.web_server().run()
         except KeyboardInterrupt:

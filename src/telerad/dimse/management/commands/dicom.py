@@ -20,6 +20,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         runtime.stop_on_sigterm()
         prebuild.start_worker()
+        runtime.freeze_startup_objects()
         runtime.print_banner(web=False, dicom=True)
         try:
             dicom_server.start(block=True)
