@@ -453,8 +453,10 @@ def sync_worklist(server: common.TeleradListener) -> None:
     """Make the worklist's exams of the imported studies before any server starts.
 
     A server's background worker does this on its first start after an
-    import: for 5,000 studies on PostgreSQL it took about 4 minutes beside the
-    measurements and slowed them. Once done, the worker only checks new studies.
+    import, beside the measurements, which it slowed. For these 5,001 studies
+    it took 31 s on SQLite and 70 s on PostgreSQL, and 4 minutes on
+    PostgreSQL before `telerad import` refreshed the planner statistics.
+    Once done, the worker only checks new studies.
     """
     started = time.monotonic()
     output = server.run_command("exams", "sync", timeout=LOAD_TIMEOUT)
