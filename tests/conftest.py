@@ -67,6 +67,16 @@ def _no_remembered_viewings():
 
 
 @pytest.fixture(autouse=True)
+def _no_cached_metadata_responses():
+    # A later test may change the stored documents behind an unchanged entity tag.
+    from telerad.dicomweb import wado
+
+    wado._compressed_metadata.clear()
+    yield
+    wado._compressed_metadata.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_series_cache():
     # Each test starts from an empty database, so cached series from an
     # earlier test would point at rows that no longer exist.

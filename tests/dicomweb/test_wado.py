@@ -674,6 +674,42 @@ def test_json_encoder_matches_pydicom(path):
     assert_matches_pydicom(document, expected)
 
 
+def test_metadata_sent_again_from_compressed_cache(client, store, make_user):
+    ds = store("CT_small.dcm")
+    url = series_url(ds) + "/metadata"
+    first = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+    second_reader = Client()
+    second_reader.force_login(make_user("second", "radiologist"))
+
+    with CaptureQueriesContext(connection) as queries:
+        second = second_reader.get(url, HTTP_ACCEPT_ENCODING="gzip")
+
+    assert second.status_code == 200
+    assert second["Content-Encoding"] == "gzip"
+    assert second.content == first.content
+    assert second["ETag"] == first["ETag"]
+    assert [query for query in queries.captured_queries if "dicomweb_instancemetadata" in query["sql"]] == []
+    assert len(retrieve_events()) == 2
+
+
+def test_metadata_cache_follows_replaced_content(client, store, sample_file, settings):
+    settings.TELERAD = dataclasses.replace(settings.TELERAD, duplicate_policy=DuplicatePolicy.OVERWRITE)
+    ds = store("CT_small.dcm")
+    url = series_url(ds) + "/metadata"
+    before = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+
+    changed = pydicom.dcmread(sample_file("CT_small.dcm"))
+    changed.InstitutionName = "Second Hospital"
+    buffer = io.BytesIO()
+    changed.save_as(buffer, enforce_file_format=True)
+    assert ingest.store_file(buffer.getvalue(), source=ingest.Source(kind="import")).outcome is ingest.Outcome.REPLACED
+    after = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+
+    assert after["ETag"] != before["ETag"]
+    [document] = json.loads(gzip.decompress(after.content))
+    assert document["00080080"]["Value"] == ["Second Hospital"]
+
+
 def test_metadata_is_gzipped_when_accepted(client, store):
     ds = store("CT_small.dcm")
     url = series_url(ds) + "/metadata"
