@@ -54,12 +54,14 @@ def build_study(study_instance_uid: str) -> int:
     from telerad.dicomweb import metadata, wado
     from telerad.dicomweb.http import DicomwebError
 
+    resource = {"study": study_instance_uid}
     try:
-        found = wado.find({"study": study_instance_uid}, None, with_metadata=True)
+        found = wado.find(resource, None)
     except DicomwebError:
         # Deleted, or never indexed: nothing to build.
         return 0
-    missing = [(instance, cached) for instance, cached in zip(found.instances, found.cached_metadata) if not metadata.is_current(instance, cached)]
+    stored = wado.stored_documents(resource, found.instances)
+    missing = [(instance, cached) for instance, cached in zip(found.instances, stored) if not metadata.is_current(instance, cached)]
     present = [(instance, cached) for instance, cached in missing if instance.path.is_file()]
     if present:
         metadata.documents(present)

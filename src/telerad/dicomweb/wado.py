@@ -47,7 +47,6 @@ DICOM_JSON = "application/dicom+json"
 INSTANCE_FIELDS = (
     "pk", "sop_instance_uid", "series__series_instance_uid", "transfer_syntax_uid", "dataset_sha256", "storage_key",
 )
-METADATA_FIELDS = ("dicom_json__dataset_sha256", "dicom_json__encoder_version", "dicom_json__document")
 # An Accept-Encoding that names gzip. As in Django's GZipMiddleware, quality values are not read.
 GZIP_ACCEPTED = re.compile(r"\bgzip\b")
 # Series in the order of their numbers, then instances by theirs. The primary key breaks ties in arrival order.
@@ -61,13 +60,12 @@ class Found:
     study_instance_uid: str
     patient_id: str
     instances: list[InstanceFile]
-    cached_metadata: list[InstanceMetadata | None]
 
 
 # Lookup ---------------------------------------------------------------------
 
 
-def find(resource: dict[str, Any], user: AnyUser | None, *, with_metadata: bool = False) -> Found:
+def find(resource: dict[str, Any], user: AnyUser | None) -> Found:
     """Return the instances of the study, series or instance named by the URL, or raise 404 naming what is missing.
 
     A study that `user` may not see is missing too, with the same message.
@@ -84,15 +82,13 @@ def find(resource: dict[str, Any], user: AnyUser | None, *, with_metadata: bool 
     if "instance" in resource:
         rows = rows.filter(sop_instance_uid=resource["instance"])
 
-    fields = INSTANCE_FIELDS + METADATA_FIELDS if with_metadata else INSTANCE_FIELDS
-    values = list(rows.order_by(*INSTANCE_ORDER).values_list(*fields, "series__study__patient__patient_id"))
+    values = list(rows.order_by(*INSTANCE_ORDER).values_list(*INSTANCE_FIELDS, "series__study__patient__patient_id"))
     if not values:
         _raise_not_found(resource, user)
     return Found(
         study_instance_uid=study_uid,
         patient_id=values[0][-1],
         instances=[_instance_file(study_uid, row) for row in values],
-        cached_metadata=[_cached(row) if with_metadata else None for row in values],
     )
 
 
@@ -123,13 +119,6 @@ def _instance_file(study_uid: str, row: tuple[Any, ...]) -> InstanceFile:
         dataset_sha256=dataset_sha256,
         path=default_storage().path(storage_key),
     )
-
-
-def _cached(row: tuple[Any, ...]) -> InstanceMetadata | None:
-    dataset_sha256, encoder_version, document = row[6:9]
-    if document is None:
-        return None
-    return InstanceMetadata(dataset_sha256=dataset_sha256, encoder_version=encoder_version, document=bytes(document))
 
 
 def require_files(instances: Iterable[InstanceFile]) -> None:
@@ -287,7 +276,7 @@ def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBas
         audit(request, found, detail)
         return with_validators(_gzip_response(compressed, offer.media_type), tag)
 
-    stored = _stored_documents(resource, found.instances)
+    stored = stored_documents(resource, found.instances)
     require_files(instance for instance, cached in zip(found.instances, stored) if cached is None)
     documents = metadata.documents(zip(found.instances, stored))
     audit(request, found, detail)
@@ -301,7 +290,7 @@ def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBas
     return with_validators(_gzip_response(compressed, offer.media_type), tag)
 
 
-def _stored_documents(resource: dict[str, Any], instances: list[InstanceFile]) -> list[InstanceMetadata | None]:
+def stored_documents(resource: dict[str, Any], instances: list[InstanceFile]) -> list[InstanceMetadata | None]:
     """Return the stored metadata document of each instance, in their order, or None where there is none.
 
     The rows are selected by the resource's UIDs, like the instances, so
