@@ -72,7 +72,33 @@ def base_url(server: TeleradServer) -> str:
 def new_page(browser, server: TeleradServer):
     # The server's certificate is self-signed for this test run.
     context = browser.new_context(ignore_https_errors=True, base_url=base_url(server), viewport={"width": 1280, "height": 900})
+    record_browser_events(context)
     return context, context.new_page()
+
+
+def record_browser_events(context) -> None:
+    """Keep the console errors, failed requests and unanswered requests of a context, to explain a viewport that never appears."""
+    events: list[str] = []
+    pending: dict[int, str] = {}
+    context.on("console", lambda message: events.append(f"console {message.type}: {message.text[:300]}") if message.type in ("error", "warning") else None)
+    context.on("weberror", lambda error: events.append(f"page error: {str(error.error)[:300]}"))
+    context.on("requestfailed", lambda request: events.append(f"request failed: {request.method} {request.url} {request.failure}"))
+    context.on("request", lambda request: pending.__setitem__(id(request), f"{request.method} {request.url}"))
+    context.on("requestfinished", lambda request: pending.pop(id(request), None))
+    context.on("requestfailed", lambda request: pending.pop(id(request), None))
+    context.telerad_events = events
+    context.telerad_pending = pending
+
+
+def browser_report(page) -> str:
+    """The page address and the browser events recorded for it, for a failure message."""
+    context = page.context
+    events = getattr(context, "telerad_events", [])
+    pending = list(getattr(context, "telerad_pending", {}).values())
+    lines = [f"page: {page.url}"]
+    lines += events[-30:]
+    lines += [f"unanswered: {request}" for request in pending[-20:]]
+    return "\n".join(lines)
 
 
 def log_in(page) -> None:
@@ -92,14 +118,20 @@ def viewport_pixels(page) -> numpy.ndarray:
 
 def wait_for_image(page) -> numpy.ndarray:
     """Wait until the viewport shows image content: many grey levels, not a blank or uniform canvas."""
-    page.wait_for_selector("canvas.cornerstone-canvas", timeout=FIRST_IMAGE_TIMEOUT_MS)
+    try:
+        page.wait_for_selector("canvas.cornerstone-canvas", timeout=FIRST_IMAGE_TIMEOUT_MS)
+    except playwright_api.TimeoutError:
+        top = getattr(page, "page", page)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        top.screenshot(path=str(ARTIFACTS / "viewer-without-viewport.png"))
+        pytest.fail(f"no viewport within {FIRST_IMAGE_TIMEOUT_MS} ms; screenshot viewer-without-viewport.png\n{browser_report(top)}")
     pixels = viewport_pixels(page)
     for _ in range(60):
         if len(numpy.unique(pixels)) > 20 and pixels.std() > 5:
             return pixels
         page.wait_for_timeout(500)
         pixels = viewport_pixels(page)
-    pytest.fail(f"the viewport stayed without image content: {len(numpy.unique(pixels))} grey levels, std {pixels.std():.1f}")
+    pytest.fail(f"the viewport stayed without image content: {len(numpy.unique(pixels))} grey levels, std {pixels.std():.1f}\n{browser_report(getattr(page, 'page', page))}")
 
 
 def test_viewer_shows_and_scrolls_study(viewer_server, studies, browser):
