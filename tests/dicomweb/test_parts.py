@@ -5,7 +5,10 @@ from __future__ import annotations
 import email.parser
 import email.policy
 
-from telerad.dicomweb.parts import Part, multipart_chunks
+import pytest
+
+from telerad.dicomweb import parts as parts_module
+from telerad.dicomweb.parts import Part, file_chunks, file_part, multipart_chunks, multipart_length
 
 BOUNDARY = "b0undary"
 
@@ -39,3 +42,48 @@ def test_chunks_join_delimiters_to_content():
     assert chunks[1].startswith(b"\r\n--b0undary\r\n")
     assert chunks[2] == b"c" * 50
     assert chunks[3] == b"\r\n--b0undary--\r\n"
+
+
+def test_length_matches_encoded_body():
+    parts = [Part("application/dicom", [b"first", b" file"], length=10), Part("application/octet-stream", [], length=0)]
+
+    assert multipart_length(parts, BOUNDARY) == len(b"".join(multipart_chunks(parts, BOUNDARY)))
+    assert multipart_length([], BOUNDARY) == len(b"".join(multipart_chunks([], BOUNDARY)))
+
+
+def test_length_unknown_when_a_part_has_none():
+    parts = [Part("application/dicom", [b"known"], length=5), Part("application/dicom", [b"transcoded"])]
+
+    assert multipart_length(parts, BOUNDARY) is None
+
+
+def test_file_part_reads_the_whole_file_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(parts_module, "READ_SIZE", 4)
+    path = tmp_path / "instance.dcm"
+    path.write_bytes(b"0123456789")
+
+    part = file_part("application/dicom", path)
+
+    assert part.length == 10
+    assert list(part.chunks) == [b"0123", b"4567", b"89"]
+
+
+def test_file_part_stops_when_the_file_changed_size(tmp_path):
+    path = tmp_path / "instance.dcm"
+    path.write_bytes(b"0123456789")
+    part = file_part("application/dicom", path)
+
+    path.write_bytes(b"012345")
+
+    with pytest.raises(OSError, match="6 bytes now, 10 were announced"):
+        list(part.chunks)
+
+
+def test_file_chunks_reads_a_range(tmp_path):
+    path = tmp_path / "instance.dcm"
+    path.write_bytes(b"0123456789")
+
+    assert b"".join(file_chunks(path, offset=3, length=4)) == b"3456"
+    assert b"".join(file_chunks(path, offset=8)) == b"89"
+    with pytest.raises(OSError, match="ended 2 bytes before"):
+        list(file_chunks(path, offset=6, length=6))

@@ -149,6 +149,42 @@ def test_study_retrieve_sends_every_instance_as_stored(client, store):
         assert headers["Content-Type"].endswith(f"transfer-syntax={ds.file_meta.TransferSyntaxUID}")
 
 
+def test_stored_files_retrieve_announces_its_length(client, store):
+    stored = [store(name, new_instance=True) for name in ("MR_small_RLE.dcm", "MR_small.dcm")]
+
+    response = client.get(f"/dicom-web/studies/{stored[0].StudyInstanceUID}", HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax=*")
+
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)
+    assert body.count(stored_path(stored[1].SOPInstanceUID).read_bytes()) == 1
+
+
+def test_transcoded_retrieve_has_no_length_in_advance(client, store):
+    ds = store("MR_small_RLE.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}")
+
+    assert response.status_code == 200
+    assert not response.has_header("Content-Length")
+    assert len(parse_multipart(response)) == 1
+
+
+def test_retrieve_stops_at_file_resized_after_length_sent(client, store):
+    ds = store("CT_small.dcm")
+    path = stored_path(ds.SOPInstanceUID)
+    response = client.get(instance_url(ds), HTTP_ACCEPT=MULTIPART_DICOM)
+    announced = int(response["Content-Length"])
+    original = path.read_bytes()
+
+    path.write_bytes(original + b"\0\0")
+    try:
+        with pytest.raises(OSError, match="were announced"):
+            b"".join(response.streaming_content)
+    finally:
+        path.write_bytes(original)
+    assert announced == len(b"".join(client.get(instance_url(ds), HTTP_ACCEPT=MULTIPART_DICOM).streaming_content))
+
+
 def test_asgi_servers_get_the_same_stream(client, store):
     ds = store("CT_small.dcm")
     response = client.get(instance_url(ds))

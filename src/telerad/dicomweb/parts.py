@@ -7,9 +7,10 @@ more than one chunk, or one transcoded instance, is held in memory.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterator, Iterable, Iterator
+from typing import AsyncIterator, BinaryIO, Iterable, Iterator, Sequence
 
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
@@ -19,11 +20,12 @@ CRLF = b"\r\n"
 
 
 class Part:
-    """One body part: its Content-Type and the chunks of its content."""
+    """One body part: its Content-Type, the chunks of its content and, when known before sending, their total length."""
 
-    def __init__(self, content_type: str, chunks: Iterable[bytes]):
+    def __init__(self, content_type: str, chunks: Iterable[bytes], *, length: int | None = None):
         self.content_type = content_type
         self.chunks = chunks
+        self.length = length
 
     def header(self) -> bytes:
         return f"Content-Type: {self.content_type}\r\n\r\n".encode("ascii")
@@ -31,18 +33,41 @@ class Part:
 
 def file_chunks(path: Path, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
     """Yield the bytes of `path` from `offset`, `length` of them or up to the end, in chunks of READ_SIZE."""
-    with path.open("rb") as handle:
+    # Unbuffered reads of exact sizes fill each chunk once, with no buffer copy or shrink.
+    with path.open("rb", buffering=0) as handle:
+        if length is None:
+            length = max(os.fstat(handle.fileno()).st_size - offset, 0)
         handle.seek(offset)
-        remaining = length
-        while remaining is None or remaining > 0:
-            chunk = handle.read(READ_SIZE if remaining is None else min(READ_SIZE, remaining))
-            if not chunk:
-                break
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
-    if remaining:
-        raise OSError(f"{path} ended {remaining} bytes before the expected end")
+        yield from _read_chunks(handle, path, length)
+
+
+def file_part(content_type: str, path: Path) -> Part:
+    """Return a part holding the whole file at `path`, with its length known before sending.
+
+    If the file has another size when its turn comes (it was replaced
+    meanwhile), the response stops there rather than send a body that
+    disagrees with its Content-Length.
+    """
+    size = path.stat().st_size
+    return Part(content_type, _whole_file_chunks(path, size), length=size)
+
+
+def _whole_file_chunks(path: Path, size: int) -> Iterator[bytes]:
+    with path.open("rb", buffering=0) as handle:
+        current = os.fstat(handle.fileno()).st_size
+        if current != size:
+            raise OSError(f"{path} is {current} bytes now, {size} were announced")
+        yield from _read_chunks(handle, path, size)
+
+
+def _read_chunks(handle: BinaryIO, path: Path, length: int) -> Iterator[bytes]:
+    remaining = length
+    while remaining > 0:
+        chunk = handle.read(min(READ_SIZE, remaining))
+        if not chunk:
+            raise OSError(f"{path} ended {remaining} bytes before the expected end")
+        remaining -= len(chunk)
+        yield chunk
 
 
 def new_boundary() -> str:
@@ -69,6 +94,17 @@ def multipart_chunks(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
     yield pending + delimiter + b"--" + CRLF
 
 
+def multipart_length(parts: Sequence[Part], boundary: str) -> int | None:
+    """Return the length of the body multipart_chunks encodes, or None when a part's length is unknown."""
+    delimiter = 2 + len(boundary)
+    total = delimiter + 4
+    for part in parts:
+        if part.length is None:
+            return None
+        total += delimiter + 2 + len(part.header()) + part.length + 2
+    return total
+
+
 def multipart_content_type(part_type: str, boundary: str) -> str:
     return f'multipart/related; type="{part_type}"; boundary={boundary}'
 
@@ -85,6 +121,11 @@ class StreamingMultipartResponse(StreamingHttpResponse):
     def __init__(self, parts: Iterable[Part], *, part_type: str, status: int = 200):
         boundary = new_boundary()
         super().__init__(multipart_chunks(parts, boundary), content_type=multipart_content_type(part_type, boundary), status=status)
+        # A Content-Length lets a client read the body in one piece, and spares
+        # the HTTP server a copy of every chunk to frame it as chunked.
+        length = multipart_length(parts, boundary) if isinstance(parts, Sequence) else None
+        if length is not None:
+            self["Content-Length"] = str(length)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         chunks = iter(self.streaming_content)

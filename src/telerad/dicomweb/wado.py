@@ -34,7 +34,7 @@ from telerad.dicomweb.accept import MediaRange, Offer, choose, not_acceptable
 from telerad.dicomweb.http import DicomwebError, endpoint, record_access
 from telerad.dicomweb.metadata import InstanceFile
 from telerad.dicomweb.models import InstanceMetadata
-from telerad.dicomweb.parts import Part, StreamingMultipartResponse, file_chunks
+from telerad.dicomweb.parts import Part, StreamingMultipartResponse, file_part
 from telerad.dicomweb.response_cache import ResponseCache
 from telerad.dicomweb.transcode import EXPLICIT_VR_LITTLE_ENDIAN, TranscodeError, can_decode, explicit_little_endian_file
 
@@ -199,7 +199,7 @@ def _retrieve(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBas
     if not_modified(request, tag):
         return with_validators(HttpResponseNotModified(), tag)
 
-    parts = (_instance_part(instance, target) for instance in found.instances)
+    parts = [_instance_part(instance, target) for instance in found.instances]
     return with_validators(StreamingMultipartResponse(parts, part_type=DICOM), tag)
 
 
@@ -223,7 +223,7 @@ def _instance_syntax(request: HttpRequest, stored: set[str]) -> str | None:
 
 def _instance_part(instance: InstanceFile, target: str | None) -> Part:
     if target is None or instance.transfer_syntax_uid == target:
-        return Part(f"{DICOM}; transfer-syntax={instance.transfer_syntax_uid}", file_chunks(instance.path))
+        return file_part(f"{DICOM}; transfer-syntax={instance.transfer_syntax_uid}", instance.path)
     return Part(f"{DICOM}; transfer-syntax={target}", _transcoded(instance))
 
 
@@ -381,7 +381,7 @@ def retrieve_bulkdata(request: HttpRequest, **resource: Any) -> HttpResponseBase
     audit(request, found, f"bulk data {resource['attribute']}")
     if offer.media_type == OCTET_STREAM:
         return HttpResponse(value, content_type=OCTET_STREAM)
-    return StreamingMultipartResponse([Part(OCTET_STREAM, [value])], part_type=OCTET_STREAM)
+    return StreamingMultipartResponse([Part(OCTET_STREAM, [value], length=len(value))], part_type=OCTET_STREAM)
 
 
 def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile) -> HttpResponseBase:
