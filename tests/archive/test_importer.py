@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -582,6 +583,25 @@ def test_command_progress_bar_on_request(sample_file, tmp_path):
 
     assert "Importing" in errors
     assert "1 files" in errors
+
+
+def test_command_log_lines_clear_progress_bar(sample_file, tmp_path):
+    copy_samples(sample_file, tmp_path / "in", names=("CT_small.dcm",))
+    stderr = io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        call_command("import", str(tmp_path / "in"), stdout=io.StringIO(), stderr=stderr, progress=True)
+    finally:
+        root.removeHandler(handler)
+
+    lines = [line for line in stderr.getvalue().split("\n") if "LOG import finished" in line]
+    assert len(lines) == 1
+    # The bar is cleared with a carriage return, so the log line starts the visible line.
+    assert lines[0].rsplit("\r", 1)[-1].startswith("LOG import finished")
+    assert handler.emit.__func__ is logging.StreamHandler.emit
 
 
 def test_command_progress_bar_hidden_when_quiet(sample_file, tmp_path):

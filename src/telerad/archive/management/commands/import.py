@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import getpass
+import logging
 import os
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ class Command(BaseCommand):
             desc="Importing",
             file=_ProgressStream(self.stderr),
             disable=not show_progress,
-        ) as bar:
+        ) as bar, _log_lines_above(bar):
             writer = csv.writer(report_file) if report_file else None
             if writer:
                 writer.writerow(REPORT_COLUMNS)
@@ -122,7 +123,7 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         built = 0
-        with tqdm(total=sum(report.studies.values()), unit="instances", desc="Building metadata", file=_ProgressStream(self.stderr), disable=not show_progress) as bar:
+        with tqdm(total=sum(report.studies.values()), unit="instances", desc="Building metadata", file=_ProgressStream(self.stderr), disable=not show_progress) as bar, _log_lines_above(bar):
             for (_patient_id, study_instance_uid), stored in report.studies.items():
                 try:
                     built += prebuild.build_study(study_instance_uid)
@@ -198,6 +199,31 @@ def _open_report(path: Path | None) -> Iterator[TextIO | None]:
         raise CommandError(f"cannot write the report {path}: {exc.strerror}", returncode=EXIT_USAGE) from None
     with handle:
         yield handle
+
+
+@contextlib.contextmanager
+def _log_lines_above(bar: tqdm) -> Iterator[None]:
+    """Clear the progress bar before each log line, and draw it again after, so that the two do not run together."""
+    if bar.disable:
+        yield
+        return
+    handlers = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.StreamHandler)]
+
+    def above_bar(emit: Any) -> Any:
+        def emit_above_bar(record: logging.LogRecord) -> None:
+            bar.clear()
+            emit(record)
+            bar.refresh()
+
+        return emit_above_bar
+
+    for handler in handlers:
+        handler.emit = above_bar(handler.emit)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            del handler.emit
 
 
 class _ProgressStream:
