@@ -85,7 +85,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--qido-requests", type=int, default=40, help="QIDO-RS requests per kind of search, server and round (default: 40)")
     parser.add_argument("--find-requests", type=int, default=20, help="C-FIND queries per kind, client, server and round (default: 20)")
     parser.add_argument("--metadata-requests", type=int, default=5, help="warm series metadata requests per server and round (default: 5)")
-    parser.add_argument("--retrieve-requests", type=int, default=2, help="whole-study retrievals per server and round (default: 2)")
+    parser.add_argument("--retrieve-requests", type=int, default=5, help="whole-study retrievals per server and round (default: 5)")
     parser.add_argument("--work-dir", type=Path, help="folder for the servers' data; with --keep, a later run with the same folder reuses what is loaded (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data (and the PostgreSQL database) for a later run")
     parser.add_argument("--skip-orthanc", action="store_true", help="measure telerad only")
