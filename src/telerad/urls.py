@@ -7,6 +7,8 @@ from django.views.generic import RedirectView
 from telerad.accounts import login as login_views
 from telerad.accounts.roles import Permission, has_permission
 from telerad.core.views import home
+from telerad.dicomweb import urls as dicomweb_urls
+from telerad.dicomweb.http import VIEWER_NAMESPACE
 from telerad.reading.delivery import urls as delivery_urls
 
 admin.site.site_header = _("telerad administration")
@@ -25,6 +27,8 @@ urlpatterns = [
     path("account/", include("telerad.accounts.urls")),
     path("studies/", include("telerad.archive.urls")),
     path("dicom-web/", include("telerad.dicomweb.urls")),
+    # The same DICOMweb resources for the viewer, whose metadata leaves out private attributes.
+    path("viewer/dicom-web/", include((dicomweb_urls.urlpatterns, "dicomweb"), namespace=VIEWER_NAMESPACE)),
     path("viewer/", include("telerad.viewer.urls")),
     path("audit/", include("telerad.audit.urls")),
     path("worklist/", include("telerad.reading.urls")),

@@ -381,6 +381,39 @@ def test_metadata_has_what_viewers_need(client, store):
     assert document["00200013"] == {"vr": "IS", "Value": [1]}
 
 
+def test_viewer_metadata_leaves_out_private_attributes(client, store):
+    ds = store("CT_small.dcm")
+    path = series_url(ds).removeprefix("/dicom-web") + "/metadata"
+
+    full = client.get("/dicom-web" + path, HTTP_ACCEPT_ENCODING="gzip")
+    for_viewer = client.get("/viewer/dicom-web" + path, HTTP_ACCEPT_ENCODING="gzip")
+
+    assert for_viewer.status_code == 200
+    assert for_viewer["ETag"] != full["ETag"]
+    [complete] = json.loads(gzip.decompress(full.content))
+    [reduced] = json.loads(gzip.decompress(for_viewer.content))
+    private = {tag for tag in complete if int(tag[:4], 16) % 2}
+    assert private, "CT_small.dcm has private attributes"
+    assert reduced == {tag: value for tag, value in complete.items() if tag not in private}
+    assert reduced["7FE00010"]["BulkDataURI"] == complete["7FE00010"]["BulkDataURI"]
+    assert reduced["7FE00010"]["BulkDataURI"].startswith("http://testserver/dicom-web/")
+    # One user viewing one study, through either root, is one audit record.
+    assert len(retrieve_events()) == 1
+
+
+def test_viewer_metadata_cached_apart(client, store):
+    ds = store("CT_small.dcm")
+    url = "/viewer" + series_url(ds) + "/metadata"
+    first = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+
+    second = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+    plain = client.get(url)
+
+    assert second.content == first.content
+    assert gzip.decompress(first.content) == plain.content
+    assert not any(int(tag[:4], 16) % 2 for tag in json.loads(plain.content)[0])
+
+
 def test_ct_metadata_has_rescale(client, store):
     ds = store("CT_small.dcm")
 

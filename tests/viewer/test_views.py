@@ -153,6 +153,7 @@ def test_app_config_points_at_this_origin_dicomweb(browser):
 
     assert response["Content-Type"].startswith("text/javascript")
     assert '"qidoRoot": "https://pacs.example.org/dicom-web"' in script
+    assert '"wadoRoot": "https://pacs.example.org/viewer/dicom-web"' in script
     assert '"routerBasename": "/viewer"' in script
     assert "httpErrorHandler" in script
 

@@ -31,6 +31,10 @@ from telerad.audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
+# The second instance of the DICOMweb URLs, under /viewer/dicom-web, which
+# the web viewer reads: its metadata leaves out private attributes.
+VIEWER_NAMESPACE = "viewer-dicomweb"
+
 View = Callable[..., HttpResponse]
 
 

@@ -118,6 +118,19 @@ def documents(instances: Iterable[tuple[InstanceFile, InstanceMetadata | None]])
     return result
 
 
+def without_private_attributes(document: bytes) -> bytes:
+    """Return an instance document without the private data elements (odd group numbers) at its top level.
+
+    OHIF draws images from standard attributes, and converts every element of
+    every instance before it shows the first image. pydicom's CT_small.dcm,
+    a GE slice, has 179 private elements out of 259, two thirds of its
+    document's bytes.
+    """
+    data = json.loads(document)
+    standard = {tag: value for tag, value in data.items() if int(tag[:4], 16) % 2 == 0}
+    return json.dumps(standard, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def json_array(documents: list[bytes], *, origin: str) -> bytes:
     """Join instance documents into one JSON array, making each BulkDataURI absolute with `origin` (scheme and host)."""
     body = b"[" + b",".join(documents) + b"]"

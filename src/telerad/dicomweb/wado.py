@@ -31,7 +31,7 @@ from telerad.audit.events import Action
 from telerad.clinicians.access import AnyUser, restrict_to_visible_studies
 from telerad.dicomweb import bulkdata, frames, metadata
 from telerad.dicomweb.accept import MediaRange, Offer, choose, not_acceptable
-from telerad.dicomweb.http import DicomwebError, endpoint, record_access
+from telerad.dicomweb.http import VIEWER_NAMESPACE, DicomwebError, endpoint, record_access
 from telerad.dicomweb.metadata import InstanceFile
 from telerad.dicomweb.models import InstanceMetadata
 from telerad.dicomweb.parts import Part, StreamingMultipartResponse, file_part
@@ -263,9 +263,11 @@ def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBas
 
     detail = f"metadata of {len(found.instances)} instances"
     origin = f"{request.scheme}://{request.get_host()}"
+    for_viewer = request.resolver_match is not None and request.resolver_match.namespace == VIEWER_NAMESPACE
     # The tag covers every instance's content digest, the origin written into
-    # the BulkDataURIs, the encoder version and the Accept header.
-    tag = entity_tag(request, found, f"{origin} metadata {metadata.ENCODER_VERSION}")
+    # the BulkDataURIs, the encoder version, the viewer's reduced form and the
+    # Accept header.
+    tag = entity_tag(request, found, f"{origin} metadata {metadata.ENCODER_VERSION}" + (" for the viewer" if for_viewer else ""))
     if not_modified(request, tag):
         audit(request, found, detail)
         return with_validators(HttpResponseNotModified(), tag)
@@ -279,6 +281,8 @@ def _metadata(request: HttpRequest, resource: dict[str, Any]) -> HttpResponseBas
     stored = stored_documents(resource, found.instances)
     require_files(instance for instance, cached in zip(found.instances, stored) if cached is None)
     documents = metadata.documents(zip(found.instances, stored))
+    if for_viewer:
+        documents = [metadata.without_private_attributes(document) for document in documents]
     audit(request, found, detail)
     body = metadata.json_array(documents, origin=origin)
     if not accepts_gzip:

@@ -46,6 +46,8 @@ MIME_TYPES = {
     ".onnx": "application/octet-stream",
 }
 DICOMWEB_ROOT = "/dicom-web"
+# The same resources, with metadata that leaves out private attributes (see telerad.urls).
+VIEWER_DICOMWEB_ROOT = "/viewer/dicom-web"
 # Studies one Invoke Image Display request opens at most.
 MAX_IID_STUDIES = 20
 
@@ -174,8 +176,9 @@ def _opens_visible_study(request: HttpRequest) -> bool:
 
 
 def app_configuration(request: HttpRequest) -> dict[str, Any]:
-    """OHIF's configuration: one DICOMweb data source at this origin's /dicom-web, routes under /viewer."""
+    """OHIF's configuration: one DICOMweb data source at this origin, routes under /viewer."""
     root = request.build_absolute_uri(DICOMWEB_ROOT)
+    retrieve_root = request.build_absolute_uri(VIEWER_DICOMWEB_ROOT)
     return {
         "routerBasename": "/viewer",
         "showStudyList": True,
@@ -198,9 +201,9 @@ def app_configuration(request: HttpRequest) -> dict[str, Any]:
                 "configuration": {
                     "friendlyName": "telerad",
                     "name": "telerad",
-                    "wadoUriRoot": root,
+                    "wadoUriRoot": retrieve_root,
                     "qidoRoot": root,
-                    "wadoRoot": root,
+                    "wadoRoot": retrieve_root,
                     "qidoSupportsIncludeField": True,
                     "imageRendering": "wadors",
                     "thumbnailRendering": "wadors",
