@@ -51,13 +51,13 @@ def test_length_matches_encoded_body():
     assert multipart_length([], BOUNDARY) == len(b"".join(multipart_chunks([], BOUNDARY)))
 
 
-def test_length_unknown_when_a_part_has_none():
+def test_length_unknown_without_part_length():
     parts = [Part("application/dicom", [b"known"], length=5), Part("application/dicom", [b"transcoded"])]
 
     assert multipart_length(parts, BOUNDARY) is None
 
 
-def test_file_part_reads_the_whole_file_in_chunks(tmp_path, monkeypatch):
+def test_file_part_reads_in_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(parts_module, "READ_SIZE", 4)
     path = tmp_path / "instance.dcm"
     path.write_bytes(b"0123456789")
@@ -68,7 +68,7 @@ def test_file_part_reads_the_whole_file_in_chunks(tmp_path, monkeypatch):
     assert list(part.chunks) == [b"0123", b"4567", b"89"]
 
 
-def test_file_part_stops_when_the_file_changed_size(tmp_path):
+def test_file_part_stops_on_resized_file(tmp_path):
     path = tmp_path / "instance.dcm"
     path.write_bytes(b"0123456789")
     part = file_part("application/dicom", path)

@@ -149,7 +149,7 @@ def test_study_retrieve_sends_every_instance_as_stored(client, store):
         assert headers["Content-Type"].endswith(f"transfer-syntax={ds.file_meta.TransferSyntaxUID}")
 
 
-def test_stored_files_retrieve_announces_its_length(client, store):
+def test_stored_retrieve_announces_length(client, store):
     stored = [store(name, new_instance=True) for name in ("MR_small_RLE.dcm", "MR_small.dcm")]
 
     response = client.get(f"/dicom-web/studies/{stored[0].StudyInstanceUID}", HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax=*")
@@ -159,7 +159,7 @@ def test_stored_files_retrieve_announces_its_length(client, store):
     assert body.count(stored_path(stored[1].SOPInstanceUID).read_bytes()) == 1
 
 
-def test_transcoded_retrieve_has_no_length_in_advance(client, store):
+def test_transcoded_retrieve_has_no_length(client, store):
     ds = store("MR_small_RLE.dcm")
 
     response = client.get(instance_url(ds), HTTP_ACCEPT=f"{MULTIPART_DICOM}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}")
@@ -169,7 +169,7 @@ def test_transcoded_retrieve_has_no_length_in_advance(client, store):
     assert len(parse_multipart(response)) == 1
 
 
-def test_retrieve_stops_at_file_resized_after_length_sent(client, store):
+def test_retrieve_stops_at_resized_file(client, store):
     ds = store("CT_small.dcm")
     path = stored_path(ds.SOPInstanceUID)
     response = client.get(instance_url(ds), HTTP_ACCEPT=MULTIPART_DICOM)
