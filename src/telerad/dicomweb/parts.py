@@ -96,12 +96,12 @@ def multipart_chunks(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
 
 def multipart_length(parts: Sequence[Part], boundary: str) -> int | None:
     """Return the length of the body multipart_chunks encodes, or None when a part's length is unknown."""
-    delimiter = 2 + len(boundary)
-    total = delimiter + 4
+    delimiter_length = 2 + len(boundary)
+    total = delimiter_length + 4
     for part in parts:
         if part.length is None:
             return None
-        total += delimiter + 2 + len(part.header()) + part.length + 2
+        total += delimiter_length + 2 + len(part.header()) + part.length + 2
     return total
 
 
@@ -121,8 +121,9 @@ class StreamingMultipartResponse(StreamingHttpResponse):
     def __init__(self, parts: Iterable[Part], *, part_type: str, status: int = 200):
         boundary = new_boundary()
         super().__init__(multipart_chunks(parts, boundary), content_type=multipart_content_type(part_type, boundary), status=status)
-        # A Content-Length lets a client read the body in one piece, and spares
-        # the HTTP server a copy of every chunk to frame it as chunked.
+        # Parts given as a list, each of known length, get a Content-Length: a
+        # client reads the body in one piece, and the HTTP server copies no
+        # chunk to frame it as chunked. Lazily made parts stay chunked.
         length = multipart_length(parts, boundary) if isinstance(parts, Sequence) else None
         if length is not None:
             self["Content-Length"] = str(length)

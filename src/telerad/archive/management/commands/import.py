@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import getpass
 import logging
 import os
@@ -209,16 +210,13 @@ def _log_lines_above(bar: tqdm) -> Iterator[None]:
         return
     handlers = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.StreamHandler)]
 
-    def above_bar(emit: Any) -> Any:
-        def emit_above_bar(record: logging.LogRecord) -> None:
-            bar.clear()
-            emit(record)
-            bar.refresh()
-
-        return emit_above_bar
+    def emit_above_bar(emit: Any, record: logging.LogRecord) -> None:
+        bar.clear()
+        emit(record)
+        bar.refresh()
 
     for handler in handlers:
-        handler.emit = above_bar(handler.emit)  # type: ignore[method-assign]
+        handler.emit = functools.partial(emit_above_bar, handler.emit)  # type: ignore[method-assign]
     try:
         yield
     finally:
