@@ -158,6 +158,14 @@ def test_app_config_points_at_this_origin_dicomweb(browser):
     assert "httpErrorHandler" in script
 
 
+@needs_viewer
+def test_viewer_dicomweb_unknown_address_is_404(browser):
+    response = browser.get("/viewer/dicom-web/studies/not-a-uid/metadata")
+
+    assert response.status_code == 404
+    assert b"app-config.js" not in response.content
+
+
 def test_viewer_without_an_install_says_how_to_install(browser, monkeypatch, tmp_path):
     monkeypatch.setattr(views, "viewer_directory", lambda: tmp_path)
 

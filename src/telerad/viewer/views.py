@@ -156,6 +156,9 @@ def serve(request: HttpRequest, relative: str = "") -> HttpResponse:
     if Path(relative).suffix:
         # A missing bundle or image is a 404, not the page, so that errors show as such.
         raise Http404(_("The viewer has no file %(name)s.") % {"name": relative})
+    if relative.startswith(VIEWER_DICOMWEB_ROOT.removeprefix("/viewer/") + "/"):
+        # A DICOMweb address that matched no resource, such as a malformed UID, is not a viewer route.
+        raise Http404(_("No DICOMweb resource has the address %(path)s.") % {"path": request.path})
     if not _opens_visible_study(request):
         raise Http404(_("None of the studies named in StudyInstanceUIDs was found."))
     return _file_response(request, directory / "index.html", manifest)
