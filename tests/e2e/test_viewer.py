@@ -179,6 +179,13 @@ def test_viewer_lists_the_patient_priors(viewer_server, browser, tmp_path):
         for study_date, _accession, _description in PATIENT_HISTORY:
             displayed_date = f"{int(study_date[6:]):02d}-{MONTHS[int(study_date[4:6]) - 1]}-{study_date[:4]}"
             page.get_by_text(displayed_date).first.wait_for(timeout=FIRST_IMAGE_TIMEOUT_MS)
+        # The study browser shows the series as pictures telerad renders, not
+        # frames the browser fetches and draws itself beside the first image.
+        page.wait_for_function(
+            """() => Array.from(document.querySelectorAll('[data-cy="study-browser-thumbnail"] img'))
+                .some(image => image.src.includes('/thumbnail') && image.complete && image.naturalWidth > 0)""",
+            timeout=FIRST_IMAGE_TIMEOUT_MS,
+        )
         page.screenshot(path=str(ARTIFACTS / "viewer-priors.png"))
     finally:
         context.close()

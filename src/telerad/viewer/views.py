@@ -112,6 +112,18 @@ def _with_viewer_headers(response: HttpResponse, manifest: dict[str, Any], *, wo
     return response
 
 
+class ViewerFileResponse(FileResponse):
+    """A file sent in blocks of 1 MB.
+
+    Served as WSGI under uvicorn, each block is handed from the request
+    thread to the event loop on its own. With Django's default of 4 KB, the
+    3.4 MB main bundle went out in over 800 blocks and cost the server
+    121 ms of CPU; in 1 MB blocks it costs a few milliseconds.
+    """
+
+    block_size = 1024 * 1024
+
+
 def _not_installed(request: HttpRequest) -> HttpResponse:
     return render(request, "viewer/not_installed.html", {"version": install.OHIF_VERSION}, status=503)
 
@@ -121,10 +133,10 @@ def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -
     compressed = path.with_name(path.name + ".gz")
     accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
     if accepts_gzip and compressed.is_file():
-        response = FileResponse(compressed.open("rb"), content_type=content_type, filename=path.name)
+        response = ViewerFileResponse(compressed.open("rb"), content_type=content_type, filename=path.name)
         response["Content-Encoding"] = "gzip"
     else:
-        response = FileResponse(path.open("rb"), content_type=content_type, filename=path.name)
+        response = ViewerFileResponse(path.open("rb"), content_type=content_type, filename=path.name)
     response["Vary"] = "Accept-Encoding"
     response["Cache-Control"] = IMMUTABLE if HASHED_NAME.search(path.name) else REVALIDATE
     return _with_viewer_headers(response, manifest, worker=path.name in manifest.get("worker_scripts", ()))
@@ -209,7 +221,11 @@ def app_configuration(request: HttpRequest) -> dict[str, Any]:
                     "wadoRoot": retrieve_root,
                     "qidoSupportsIncludeField": True,
                     "imageRendering": "wadors",
-                    "thumbnailRendering": "wadors",
+                    # Series pictures in the study browser come rendered from
+                    # /thumbnail (a few kB, cached on disk), instead of a frame
+                    # per series that the browser fetches and draws itself
+                    # while it loads the first image.
+                    "thumbnailRendering": "thumbnailDirect",
                     "enableStudyLazyLoad": True,
                     "supportsFuzzyMatching": True,
                     "supportsWildcard": True,
