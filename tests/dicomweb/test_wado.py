@@ -585,6 +585,53 @@ def test_octet_stream_without_syntax_gets_decoded_frames(client, store):
     assert content == ds.pixel_array.astype("<u2").tobytes()
 
 
+def test_one_frame_as_single_part_body(client, store):
+    ds = store("CT_small.dcm")
+    accept = f"application/octet-stream; transfer-syntax=*, {MULTIPART_OCTET}; transfer-syntax=*; q=0.9"
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT=accept)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+    assert response.content == ds.pixel_array.astype("<i2").tobytes()
+
+
+def test_compressed_frame_stays_multipart(client, store):
+    ds = store("MR_small_jpeg_ls_lossless.dcm")
+    accept = f"application/octet-stream; transfer-syntax=*, {MULTIPART_OCTET}; transfer-syntax=*; q=0.9"
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT=accept)
+
+    ((headers, content),) = parse_multipart(response)
+    assert headers["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.80"
+    assert content == next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+
+
+def test_single_part_of_big_endian_frame(client, store):
+    ds = store("MR_small_bigendian.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT="application/octet-stream")
+
+    assert response["Content-Type"] == f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+    assert response.content == ds.pixel_array.astype("<i2").tobytes()
+
+
+def test_equal_preference_keeps_multipart_frames(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT=f"application/octet-stream, {MULTIPART_OCTET}")
+
+    assert response["Content-Type"].startswith("multipart/related")
+
+
+def test_several_frames_need_multipart(client, store):
+    ds = store("SC_rgb_rle_2frame.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1,2", HTTP_ACCEPT="application/octet-stream")
+
+    assert response.status_code == 406
+
+
 def test_frame_beyond_the_last_is_404(client, store):
     ds = store("SC_rgb_rle_2frame.dcm")
 

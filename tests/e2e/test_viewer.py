@@ -137,7 +137,9 @@ def wait_for_image(page) -> numpy.ndarray:
 def test_viewer_shows_and_scrolls_study(viewer_server, studies, browser):
     context, page = new_page(browser, viewer_server)
     dicomweb_errors = []
+    frame_types = set()
     page.on("response", lambda response: dicomweb_errors.append(f"{response.status} {response.url}") if "/dicom-web/" in response.url and response.status >= 400 else None)
+    page.on("response", lambda response: frame_types.add(response.headers.get("content-type")) if "/frames/" in response.url else None)
     try:
         log_in(page)
         page.goto(f"/viewer/viewer?StudyInstanceUIDs={studies[MULTI_FRAME_MR]}")
@@ -157,6 +159,8 @@ def test_viewer_shows_and_scrolls_study(viewer_server, studies, browser):
         page.screenshot(path=str(ARTIFACTS / "viewer-multiframe-mr.png"))
         assert changed is not None, "scrolling the wheel over the viewport did not change the image"
         assert dicomweb_errors == []
+        # Uncompressed frames reach the viewer as single-part bodies.
+        assert frame_types == {"application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"}
     finally:
         context.close()
 

@@ -351,16 +351,19 @@ def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     numbers: list[int] = resource["frames"]
     _check_frame_numbers(numbers, location, instance)
 
-    part_type, syntax = _frame_encoding(request, location)
+    encoding = _frame_encoding(request, location, single_part_allowed=len(numbers) == 1)
     detail = f"frames {','.join(map(str, numbers))}"
     tag = entity_tag(request, found, detail)
     if not_modified(request, tag):
         audit(request, found, detail)
         return with_validators(HttpResponseNotModified(), tag)
 
-    parts = _frame_parts(location, numbers, part_type, syntax)
+    parts = _frame_parts(location, numbers, encoding.part_type, encoding.syntax)
     audit(request, found, detail)
-    return with_validators(StreamingMultipartResponse(parts, part_type=part_type), tag)
+    if not encoding.multipart:
+        part = next(parts)
+        return with_validators(HttpResponse(b"".join(part.chunks), content_type=part.content_type), tag)
+    return with_validators(StreamingMultipartResponse(parts, part_type=encoding.part_type), tag)
 
 
 @endpoint
@@ -392,10 +395,10 @@ def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile)
     """Return all frames of the pixel data, one part per frame, encoded as for the frames resource."""
     location = _pixel_data(instance)
     numbers = list(range(1, location.number_of_frames + 1))
-    part_type, syntax = _frame_encoding(request, location)
-    parts = _frame_parts(location, numbers, part_type, syntax)
+    encoding = _frame_encoding(request, location, single_part_allowed=False)
+    parts = _frame_parts(location, numbers, encoding.part_type, encoding.syntax)
     audit(request, found, "bulk data pixel data")
-    return StreamingMultipartResponse(parts, part_type=part_type)
+    return StreamingMultipartResponse(parts, part_type=encoding.part_type)
 
 
 # Cache of pixel data locations of recently viewed files. A stored file's name
@@ -418,24 +421,50 @@ def _check_frame_numbers(numbers: list[int], location: frames.PixelDataLocation,
         raise DicomwebError(404, _("Frame %(frame)d not found: instance %(instance)s has %(count)d frames.") % {"frame": beyond[0], "instance": instance.sop_instance_uid, "count": location.number_of_frames})
 
 
-def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation) -> tuple[str, str]:
-    """Return the media type and transfer syntax of the frame parts that the client accepts (PS3.18 8.7.3.3)."""
-    stored = str(location.transfer_syntax)
-    decoded = Offer(MULTIPART, {"type": OCTET_STREAM, "transfer-syntax": EXPLICIT_VR_LITTLE_ENDIAN})
-    if not location.encapsulated:
-        offers = [decoded]
-    else:
-        compressed_type = frames.COMPRESSED_MEDIA_TYPES.get(stored)
-        offers = [Offer(MULTIPART, {"type": compressed_type, "transfer-syntax": stored})] if compressed_type else []
-        if can_decode(stored):
-            offers.append(decoded)
-        offers.append(Offer(MULTIPART, {"type": OCTET_STREAM, "transfer-syntax": stored}))
+@dataclasses.dataclass(frozen=True)
+class FrameEncoding:
+    """The form of a frames response: a multipart body, or one frame as the whole body, with the media type and transfer syntax."""
 
+    multipart: bool
+    part_type: str
+    syntax: str
+
+
+def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *, single_part_allowed: bool) -> FrameEncoding:
+    """Return the encoding of the frames that the client accepts (PS3.18 8.7.3.3).
+
+    A request for one uncompressed frame may also accept it as a single-part
+    body (``application/octet-stream; transfer-syntax=*``). A browser then
+    reads the pixels as they are, where a multipart body makes it search
+    each frame's bytes for the closing boundary. Between equally preferred
+    forms, multipart goes first.
+
+    NOTE: compressed frames go out in multipart bodies only. OHIF 3.13.2 drew
+    a blank viewport for a JPEG 2000 CR frame (RG1_J2KR) sent as a single
+    part, and the reason is not known yet. Compressed frames are smaller, so
+    the search costs the browser less.
+    """
+    stored = str(location.transfer_syntax)
+    decoded = {"type": OCTET_STREAM, "transfer-syntax": EXPLICIT_VR_LITTLE_ENDIAN}
+    encodings = [decoded]
+    if location.encapsulated:
+        compressed_type = frames.COMPRESSED_MEDIA_TYPES.get(stored)
+        encodings = [{"type": compressed_type, "transfer-syntax": stored}] if compressed_type else []
+        if can_decode(stored):
+            encodings.append(decoded)
+        encodings.append({"type": OCTET_STREAM, "transfer-syntax": stored})
+
+    offers = [Offer(MULTIPART, parameters) for parameters in encodings]
+    if single_part_allowed and not location.encapsulated:
+        offers += [Offer(parameters["type"], {"transfer-syntax": parameters["transfer-syntax"]}) for parameters in encodings]
     offer, media_range = negotiate(request, offers)
+    multipart = offer.media_type == MULTIPART
+    part_type = offer.parameters["type"] if multipart else offer.media_type
+    syntax = offer.parameters["transfer-syntax"]
     # transfer-syntax=* leaves the choice to the server, which sends the frames as stored rather than decode them.
-    if offer is decoded and location.encapsulated and media_range.parameters.get("transfer-syntax") == "*":
-        return OCTET_STREAM, stored
-    return offer.parameters["type"], offer.parameters["transfer-syntax"]
+    if syntax == EXPLICIT_VR_LITTLE_ENDIAN and part_type == OCTET_STREAM and location.encapsulated and media_range.parameters.get("transfer-syntax") == "*":
+        return FrameEncoding(multipart, OCTET_STREAM, stored)
+    return FrameEncoding(multipart, part_type, syntax)
 
 
 def _frame_parts(location: frames.PixelDataLocation, numbers: list[int], part_type: str, syntax: str) -> Iterator[Part]:

@@ -48,6 +48,8 @@ MIME_TYPES = {
 DICOMWEB_ROOT = "/dicom-web"
 # The same resources, with metadata that leaves out private attributes (see telerad.urls).
 VIEWER_DICOMWEB_ROOT = "/viewer/dicom-web"
+# The image loader sends this list as its Accept header for frames.
+SINGLE_FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*, multipart/related; type=application/octet-stream; transfer-syntax=*; q=0.9"
 # Studies one Invoke Image Display request opens at most.
 MAX_IID_STUDIES = 20
 
@@ -233,6 +235,11 @@ def app_configuration(request: HttpRequest) -> dict[str, Any]:
                     "singlepart": "bulkdata,video",
                     "bulkDataURI": {"enabled": True, "relativeResolution": "studies"},
                     "omitQuotationForMultipartRequest": True,
+                    # Uncompressed frames come as the whole body: the image
+                    # loader then takes the pixels as they are, where a
+                    # multipart body made it scan every frame's bytes for the
+                    # closing boundary on the page's main thread.
+                    "acceptHeader": [SINGLE_FRAME_ACCEPT],
                 },
             }
         ],
