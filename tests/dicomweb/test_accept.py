@@ -66,3 +66,10 @@ def test_choose_takes_the_most_specific_range_quality():
 
 def test_choose_returns_none_when_nothing_fits():
     assert choose("application/pdf", [JPEG, PNG]) is None
+
+
+@pytest.mark.parametrize(("header", "chosen"), [('multipart/related; type="*/*"', DICOM), ('multipart/related; type="image/*"', None), ('multipart/related; type="application/*"', DICOM)])
+def test_choose_reads_a_range_in_the_type_parameter(header, chosen):
+    choice = choose(header, [DICOM, DICOM_EXPLICIT])
+
+    assert (choice[0] if choice else None) == chosen

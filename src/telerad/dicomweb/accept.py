@@ -50,9 +50,25 @@ class MediaRange:
                 if name == "transfer-syntax" and value == "*":
                     continue
                 return False
-            if value != "*" and offered[name].lower() != value.lower():
+            if name == "type":
+                if not _type_matches(value, offered[name]):
+                    return False
+            elif value != "*" and offered[name].lower() != value.lower():
                 return False
         return True
+
+
+def _type_matches(pattern: str, offered: str) -> bool:
+    """Return whether the ``type`` parameter `pattern`, which may be a range such as ``*/*`` or ``image/*``, covers `offered`.
+
+    dicomweb-client asks for frames with ``type="*/*"`` unless its caller
+    names media types.
+    """
+    pattern_type, _slash, pattern_subtype = pattern.lower().partition("/")
+    offered_type, _slash, offered_subtype = offered.lower().partition("/")
+    if pattern == "*" or pattern_type == "*":
+        return True
+    return pattern_type == offered_type and pattern_subtype in ("*", offered_subtype)
 
 
 @dataclasses.dataclass(frozen=True)
