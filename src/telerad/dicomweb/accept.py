@@ -61,7 +61,7 @@ class MediaRange:
 def _type_matches(pattern: str, offered: str) -> bool:
     """Return whether the ``type`` parameter `pattern`, which may be a range such as ``*/*`` or ``image/*``, covers `offered`.
 
-    dicomweb-client asks for frames with ``type="*/*"`` unless its caller
+    dicomweb-client requests frames with ``type="*/*"`` unless its caller
     names media types.
     """
     pattern_type, _slash, pattern_subtype = pattern.lower().partition("/")
