@@ -69,7 +69,7 @@ def test_choose_returns_none_when_nothing_fits():
 
 
 @pytest.mark.parametrize(("header", "chosen"), [('multipart/related; type="*/*"', DICOM), ('multipart/related; type="image/*"', None), ('multipart/related; type="application/*"', DICOM)])
-def test_choose_reads_a_range_in_the_type_parameter(header, chosen):
+def test_choose_type_parameter_range(header, chosen):
     choice = choose(header, [DICOM, DICOM_EXPLICIT])
 
     assert (choice[0] if choice else None) == chosen

@@ -172,13 +172,15 @@ def test_retrieve_compressed_frames_as_stored(client, stored):
 def test_frames_with_the_client_defaults(client, stored):
     # Without media types, dicomweb-client sends Accept: multipart/related; type="*/*".
     for uid, ds in stored.items():
+        count = int(ds.get("NumberOfFrames", 1) or 1)
+
         frames = client.retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID, uid, frame_numbers=[1])
 
         if ds.file_meta.TransferSyntaxUID.is_compressed:
-            expected = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1) or 1)))
+            expected = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=count))
             assert frames == [expected]
         else:
-            pixels = ds.pixel_array if int(ds.get("NumberOfFrames", 1) or 1) == 1 else ds.pixel_array[0]
+            pixels = ds.pixel_array if count == 1 else ds.pixel_array[0]
             decoded = np.frombuffer(frames[0], dtype=pixels.dtype.newbyteorder("<")).reshape(pixels.shape)
             np.testing.assert_array_equal(decoded, pixels)
 

