@@ -122,6 +122,43 @@ def test_viewer_serves_hashed_bundles_compressed_and_immutable(browser):
 
 
 @needs_viewer
+def test_viewer_bundles_stay_cached_across_sessions(browser):
+    page = browser.get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"})
+    bundle = browser.get(f"/viewer/{hashed_bundle()}", headers={"Accept-Encoding": "gzip"})
+
+    # Each response sets a new last-activity cookie: a bundle that varied
+    # on Cookie would be fetched again on every visit.
+    assert "telerad_last_activity" in bundle.cookies
+    assert bundle["Vary"] == "Accept-Encoding"
+    assert "Cookie" in page["Vary"]
+
+
+@needs_viewer
+def test_viewer_answers_revalidation_of_unchanged_files(browser):
+    first = browser.get("/viewer/app.bundle.css", headers={"Accept-Encoding": "gzip"})
+    again = browser.get("/viewer/app.bundle.css", headers={"Accept-Encoding": "gzip", "If-Modified-Since": first["Last-Modified"]})
+    stale = browser.get("/viewer/app.bundle.css", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
+
+    assert first.status_code == 200
+    assert first["Cache-Control"] == views.REVALIDATE
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again["Content-Security-Policy"] == first["Content-Security-Policy"]
+    assert stale.status_code == 200
+    assert b"".join(stale.streaming_content) == (install.DEFAULT_DESTINATION / "app.bundle.css").read_bytes()
+
+
+@needs_viewer
+def test_viewer_page_revalidation_still_needs_a_session(browser):
+    page = browser.get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"})
+
+    response = Client().get("/viewer/viewer", {"StudyInstanceUIDs": "1.2.3"}, headers={"If-Modified-Since": page["Last-Modified"]})
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+
+
+@needs_viewer
 def test_viewer_sends_large_files_in_few_blocks(browser):
     compressed = install.DEFAULT_DESTINATION / (hashed_bundle() + ".gz")
 

@@ -15,16 +15,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import urlencode
+from django.utils.http import http_date, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
+from django.views.static import was_modified_since
 
 from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Study
 from telerad.clinicians.access import restrict_to_visible_studies, sees_all_studies
+from telerad.core.caching import same_for_everyone
 from telerad.viewer import install
 
 # Hashed bundle names (for example 1602.bundle.94f12cceab7c2762.js or
@@ -131,6 +133,17 @@ def _not_installed(request: HttpRequest) -> HttpResponse:
 
 
 def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -> HttpResponse:
+    hashed = HASHED_NAME.search(path.name) is not None
+    worker = path.name in manifest.get("worker_scripts", ())
+    modified = int(path.stat().st_mtime)
+    if not hashed and not was_modified_since(request.headers.get("If-Modified-Since"), modified):
+        # The browser revalidates index.html and the unhashed style sheets
+        # (app.bundle.css is 107 kB) on every load, so the file date saves sending them again.
+        unchanged = HttpResponseNotModified()
+        unchanged["Last-Modified"] = http_date(modified)
+        unchanged["Vary"] = "Accept-Encoding"
+        unchanged["Cache-Control"] = REVALIDATE
+        return _with_viewer_headers(unchanged, manifest, worker=worker)
     content_type = MIME_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     compressed = path.with_name(path.name + ".gz")
     accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
@@ -140,8 +153,13 @@ def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -
     else:
         response = ViewerFileResponse(path.open("rb"), content_type=content_type, filename=path.name)
     response["Vary"] = "Accept-Encoding"
-    response["Cache-Control"] = IMMUTABLE if HASHED_NAME.search(path.name) else REVALIDATE
-    return _with_viewer_headers(response, manifest, worker=path.name in manifest.get("worker_scripts", ()))
+    if hashed:
+        response["Cache-Control"] = IMMUTABLE
+        same_for_everyone(response)
+    else:
+        response["Cache-Control"] = REVALIDATE
+        response["Last-Modified"] = http_date(modified)
+    return _with_viewer_headers(response, manifest, worker=worker)
 
 
 def _resolve(directory: Path, relative: str) -> Path | None:
