@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telerad.dicomweb.accept import Offer, choose, parse_accept
+from telerad.dicomweb.accept import Offer, choose, format_media_type, not_acceptable, parse_accept
 from telerad.dicomweb.http import DicomwebError
 
 DICOM = Offer("multipart/related", {"type": "application/dicom", "transfer-syntax": "1.2.840.10008.1.2.4.50"})
@@ -73,3 +73,26 @@ def test_choose_type_parameter_range(header, chosen):
     choice = choose(header, [DICOM, DICOM_EXPLICIT])
 
     assert (choice[0] if choice else None) == chosen
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1"),
+        ("*", "*"),
+        ("application/dicom", '"application/dicom"'),
+        ("two words", '"two words"'),
+        ("", '""'),
+        ('say "hi" \\ bye', '"say \\"hi\\" \\\\ bye"'),
+    ],
+)
+def test_format_media_type_quotes_non_tokens(value, written):
+    assert format_media_type("multipart/related", {"type": value}) == f"multipart/related; type={written}"
+
+
+def test_not_acceptable_lists_quoted_values():
+    error = not_acceptable("image/png", [DICOM, JPEG])
+
+    assert error.status == 406
+    assert "(image/png)" in error.message
+    assert 'Available: multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50, image/jpeg' in error.message

@@ -264,6 +264,18 @@ def test_other_media_type_is_406(client, store):
     assert response.status_code == 406
 
 
+def test_406_list_works_as_accept(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(instance_url(ds), HTTP_ACCEPT="image/png")
+
+    message = response.content.decode()
+    assert response.status_code == 406
+    assert message.count(f"{MULTIPART_DICOM}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}") == 1
+    listed = message.partition("Available: ")[2].strip()
+    assert client.get(instance_url(ds), HTTP_ACCEPT=listed).status_code == 200
+
+
 def test_malformed_accept_is_400(client, store):
     ds = store("CT_small.dcm")
 

@@ -9,9 +9,15 @@ for which the caller returns 406 Not Acceptable.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Iterable, Mapping
 
+from django.utils.translation import gettext as _
+
 from telerad.dicomweb.http import DicomwebError
+
+# An RFC 9110 (5.6.2) token. A parameter value that is not a token has to be sent as a quoted string.
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +155,28 @@ def choose(header: str, offers: Iterable[Offer]) -> tuple[Offer, MediaRange] | N
     return None if best is None else (best[2], best[3])
 
 
+def format_media_type(media_type: str, parameters: Mapping[str, str]) -> str:
+    """Write a media type with its parameters as an Accept or Content-Type header carries it.
+
+    A value that is not a token is quoted, with a backslash before each quote
+    and backslash in it (RFC 9110 5.6.4).
+
+    NOTE: parse_accept does not read backslash escapes. No offer of telerad
+    has a value with a quote or backslash in it.
+    """
+    return media_type + "".join(f"; {name}={_parameter_value(value)}" for name, value in parameters.items())
+
+
+def _parameter_value(value: str) -> str:
+    if TOKEN.fullmatch(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
 def not_acceptable(header: str, offers: Iterable[Offer]) -> DicomwebError:
-    listed = ", ".join(
-        offer.media_type + "".join(f"; {name}={value}" for name, value in offer.parameters.items()) for offer in offers
-    )
-    return DicomwebError(406, f"None of the media types in Accept ({header.strip() or '*/*'}) can be produced here; available: {listed}")
+    """Return the 406 error, which lists the offers as values that a client can send in Accept."""
+    # An instance stored in the syntax it can be transcoded to gives two equal offers, so repeated values are dropped, in order.
+    available = ", ".join(dict.fromkeys(format_media_type(offer.media_type, offer.parameters) for offer in offers))
+    message = _("None of the media types in Accept (%(accept)s) can be produced here. Available: %(available)s")
+    return DicomwebError(406, message % {"accept": header.strip() or "*/*", "available": available})
