@@ -27,7 +27,7 @@ def test_parse_accept_treats_an_empty_header_as_anything():
 
 @pytest.mark.parametrize(
     ("header", "named"),
-    [("jpeg", "'jpeg'"), ("*/png", "'*/png'"), ("image/png; q=2", "'2'"), ("image/png; q=high", "'high'"), ("image/png; level", "'level'")],
+    [("jpeg", "'jpeg'"), ("*/png", "'*/png'"), ("image/png; q=2", "'2'"), ("image/png; q=high", "'high'"), ("image/png; level", "'level'"), ("multipart/related; type=", "'type='")],
 )
 def test_parse_accept_names_the_malformed_element(header, named):
     with pytest.raises(DicomwebError) as raised:
@@ -35,6 +35,21 @@ def test_parse_accept_names_the_malformed_element(header, named):
 
     assert raised.value.status == 400
     assert named in raised.value.message
+
+
+@pytest.mark.parametrize("header", ["multipart/related; type=", "multipart/related; type= ; transfer-syntax=*", "image/png; q="])
+def test_parse_accept_rejects_empty_value(header):
+    with pytest.raises(DicomwebError) as raised:
+        parse_accept(header)
+
+    assert raised.value.status == 400
+    assert "has no value" in raised.value.message
+
+
+def test_parse_accept_keeps_empty_quoted_value():
+    (media_range,) = parse_accept('multipart/related; type=""')
+
+    assert media_range.parameters == {"type": ""}
 
 
 def test_choose_prefers_the_higher_quality():

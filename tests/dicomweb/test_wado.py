@@ -285,6 +285,17 @@ def test_malformed_accept_is_400(client, store):
     assert "'dicom'" in response.content.decode()
 
 
+def test_empty_accept_parameter_is_400(client, store):
+    ds = store("CT_small.dcm")
+
+    response = client.get(f"{instance_url(ds)}/frames/1", HTTP_ACCEPT="multipart/related; type=")
+
+    message = response.content.decode()
+    assert response.status_code == 400
+    assert "'type='" in message
+    assert "has no value" in message
+
+
 def test_missing_resources_are_404(client, store):
     ds = store("CT_small.dcm")
     other = store("MR_small.dcm")

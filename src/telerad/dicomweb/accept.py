@@ -120,9 +120,14 @@ def parse_accept(header: str) -> list[MediaRange]:
         for parameter in parameter_texts:
             name, equals, value = parameter.strip().partition("=")
             name = name.strip().lower()
-            value = value.strip().strip('"')
+            value = value.strip()
             if not equals or not name:
                 raise DicomwebError(400, f"Accept: parameter {parameter.strip()!r} of {media_type.strip()!r} is not name=value")
+            # RFC 9110 allows an empty quoted string ("") as a value, but a value cannot be left out.
+            if not value:
+                message = _("Accept: parameter %(parameter)r of %(media_type)r has no value. Give it a value or leave it out.")
+                raise DicomwebError(400, message % {"parameter": parameter.strip(), "media_type": media_type.strip()})
+            value = value.strip('"')
             if name == "q":
                 try:
                     quality = float(value)
