@@ -648,11 +648,68 @@ def test_equal_preference_keeps_multipart_frames(client, store):
 
 
 def test_several_frames_need_multipart(client, store):
+    ds = store("emri_small.dcm")
+    url = f"{instance_url(ds)}/frames/1,2"
+
+    response = client.get(url, HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+
+    message = response.content.decode()
+    assert response.status_code == 406
+    assert "Several frames need a multipart/related response" in message
+    assert "(application/octet-stream; transfer-syntax=*)" in message
+    assert message.strip().endswith(f"Accept: {MULTIPART_OCTET}; transfer-syntax=*")
+    assert len(parse_multipart(client.get(url, HTTP_ACCEPT=f"{MULTIPART_OCTET}; transfer-syntax=*"))) == 2
+
+
+def test_several_frames_suggestion_keeps_range(client, store):
+    ds = store("emri_small.dcm")
+
+    url = f"{instance_url(ds)}/frames/1,2"
+
+    response = client.get(url, HTTP_ACCEPT="application/*")
+
+    assert response.status_code == 406
+    assert response.content.decode().strip().endswith('Accept: multipart/related; type="application/*"')
+    assert client.get(url, HTTP_ACCEPT='multipart/related; type="application/*"').status_code == 200
+
+
+def test_compressed_frames_406_lists_offers(client, store):
+    # A compressed frame needs multipart/related even alone, so the number of frames is not the reason.
     ds = store("SC_rgb_rle_2frame.dcm")
 
     response = client.get(f"{instance_url(ds)}/frames/1,2", HTTP_ACCEPT="application/octet-stream")
 
+    message = response.content.decode()
     assert response.status_code == 406
+    assert "Several frames" not in message
+    assert 'Available: multipart/related; type="image/x-dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5' in message
+
+
+def test_pixel_data_bulk_needs_multipart(client, store):
+    ds = store("emri_small.dcm")
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+    uri = document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
+
+    response = client.get(uri, HTTP_ACCEPT="application/octet-stream")
+
+    message = response.content.decode()
+    assert response.status_code == 406
+    assert "Several frames need a multipart/related response" in message
+    assert message.strip().endswith(f"Accept: {MULTIPART_OCTET}")
+
+
+def test_one_frame_pixel_data_bulk_406(client, store):
+    # Bulk data of pixel data is multipart even for one frame, so the number of frames is not the reason.
+    ds = store("CT_small.dcm")
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+    uri = document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
+
+    response = client.get(uri, HTTP_ACCEPT="application/octet-stream")
+
+    message = response.content.decode()
+    assert response.status_code == 406
+    assert "Several frames" not in message
+    assert f"Available: {MULTIPART_OCTET}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}" in message
 
 
 def test_frame_beyond_the_last_is_404(client, store):

@@ -30,7 +30,7 @@ from telerad.archive.models import Instance, Series, Study
 from telerad.audit.events import Action
 from telerad.clinicians.access import AnyUser, restrict_to_visible_studies
 from telerad.dicomweb import bulkdata, frames, metadata
-from telerad.dicomweb.accept import MediaRange, Offer, choose, not_acceptable
+from telerad.dicomweb.accept import MediaRange, Offer, choose, format_media_type, not_acceptable
 from telerad.dicomweb.http import VIEWER_NAMESPACE, DicomwebError, endpoint, record_access
 from telerad.dicomweb.metadata import InstanceFile
 from telerad.dicomweb.models import InstanceMetadata
@@ -351,7 +351,7 @@ def retrieve_frames(request: HttpRequest, **resource: Any) -> HttpResponseBase:
     numbers: list[int] = resource["frames"]
     _check_frame_numbers(numbers, location, instance)
 
-    encoding = _frame_encoding(request, location, single_part_allowed=len(numbers) == 1)
+    encoding = _frame_encoding(request, location, frame_count=len(numbers), single_part_allowed=len(numbers) == 1)
     detail = f"frames {','.join(map(str, numbers))}"
     tag = entity_tag(request, found, detail)
     if not_modified(request, tag):
@@ -395,7 +395,7 @@ def _pixel_data_bulk(request: HttpRequest, found: Found, instance: InstanceFile)
     """Return all frames of the pixel data, one part per frame, encoded as for the frames resource."""
     location = _pixel_data(instance)
     numbers = list(range(1, location.number_of_frames + 1))
-    encoding = _frame_encoding(request, location, single_part_allowed=False)
+    encoding = _frame_encoding(request, location, frame_count=len(numbers), single_part_allowed=False)
     parts = _frame_parts(location, numbers, encoding.part_type, encoding.syntax)
     audit(request, found, "bulk data pixel data")
     return StreamingMultipartResponse(parts, part_type=encoding.part_type)
@@ -430,7 +430,7 @@ class FrameEncoding:
     syntax: str
 
 
-def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *, single_part_allowed: bool) -> FrameEncoding:
+def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *, frame_count: int, single_part_allowed: bool) -> FrameEncoding:
     """Return the encoding of the frames that the client accepts (PS3.18 8.7.3.3).
 
     A request for one uncompressed frame may also accept it as a single-part
@@ -455,9 +455,17 @@ def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *,
         encodings.append({"type": OCTET_STREAM, "transfer-syntax": stored})
 
     offers = [Offer(MULTIPART, parameters) for parameters in encodings]
-    if single_part_allowed and not location.encapsulated:
-        offers += [Offer(parameters["type"], {"transfer-syntax": parameters["transfer-syntax"]}) for parameters in encodings]
-    offer, media_range = negotiate(request, offers)
+    single_part_offers = []
+    if not location.encapsulated:
+        single_part_offers = [Offer(parameters["type"], {"transfer-syntax": parameters["transfer-syntax"]}) for parameters in encodings]
+    if single_part_allowed:
+        offers += single_part_offers
+
+    header = request.headers.get("Accept", "")
+    choice = choose(header, offers)
+    if choice is None:
+        raise _frames_not_acceptable(header, offers, single_part_offers, frame_count)
+    offer, media_range = choice
     multipart = offer.media_type == MULTIPART
     part_type = offer.parameters["type"] if multipart else offer.media_type
     syntax = offer.parameters["transfer-syntax"]
@@ -465,6 +473,28 @@ def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *,
     if syntax == EXPLICIT_VR_LITTLE_ENDIAN and part_type == OCTET_STREAM and location.encapsulated and media_range.parameters.get("transfer-syntax") == "*":
         return FrameEncoding(multipart, OCTET_STREAM, stored)
     return FrameEncoding(multipart, part_type, syntax)
+
+
+def _frames_not_acceptable(header: str, offers: list[Offer], single_part_offers: list[Offer], frame_count: int) -> DicomwebError:
+    """Return the 406 error for a frames request.
+
+    When several frames are requested and Accept allows only a single-part
+    body, the message names the number of frames as the reason. It suggests
+    the client's single-part range as the type of a multipart/related range,
+    which keeps the client's transfer syntax and covers the multipart offer
+    of the same encoding.
+    """
+    single_part_choice = choose(header, single_part_offers) if frame_count > 1 else None
+    if single_part_choice is None:
+        return not_acceptable(header, offers)
+
+    _offer, media_range = single_part_choice
+    multipart_accept = format_media_type(MULTIPART, {"type": media_range.media_type, **media_range.parameters})
+    message = _(
+        "Several frames need a multipart/related response, but Accept (%(accept)s) allows only a single-part body, "
+        "which carries one frame. Request the frames with Accept: %(multipart_accept)s"
+    )
+    return DicomwebError(406, message % {"accept": header.strip(), "multipart_accept": multipart_accept})
 
 
 def _frame_parts(location: frames.PixelDataLocation, numbers: list[int], part_type: str, syntax: str) -> Iterator[Part]:
