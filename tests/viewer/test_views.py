@@ -54,6 +54,7 @@ def test_viewer_route_answers_the_rewritten_index_page(browser):
     assert 'window.PUBLIC_URL="/viewer/"' in html
     assert 'src="/viewer/app-config.js"' in html
     assert "init-service-worker" not in html
+    assert '<link rel="manifest" crossorigin="use-credentials" href="/viewer/manifest.json">' in html
     assert response["Cache-Control"] == views.REVALIDATE
 
 

@@ -31,7 +31,7 @@ OHIF_INTEGRITY = "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkyc
 
 # Changes whenever this installer writes something different, so that the
 # set-up installs again.
-INSTALL_ID = f"{OHIF_VERSION}-2"
+INSTALL_ID = f"{OHIF_VERSION}-3"
 
 PREFIX = "/viewer/"
 DEFAULT_DESTINATION = Path(__file__).resolve().parent / "ohif"
@@ -86,6 +86,9 @@ def _rewrite_index(dist: Path) -> list[str]:
         raise InstallError("index.html no longer loads init-service-worker.js as expected")
     html = re.sub(r'(href|src)="/(?!/)', lambda match: f'{match.group(1)}="{PREFIX}', html)
     html = re.sub(r"<title>[^<]*</title>", "<title>telerad viewer</title>", html)
+    # Browsers fetch a web app manifest without cookies unless told otherwise,
+    # and telerad answers a request without a session with the login page.
+    html = html.replace('<link rel="manifest" ', '<link rel="manifest" crossorigin="use-credentials" ')
     path.write_text(html, encoding="utf-8")
     hashes = []
     for script in re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", html, flags=re.DOTALL):
