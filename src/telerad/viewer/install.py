@@ -86,8 +86,8 @@ def _rewrite_index(dist: Path) -> list[str]:
         raise InstallError("index.html no longer loads init-service-worker.js as expected")
     html = re.sub(r'(href|src)="/(?!/)', lambda match: f'{match.group(1)}="{PREFIX}', html)
     html = re.sub(r"<title>[^<]*</title>", "<title>telerad viewer</title>", html)
-    # Browsers fetch a web app manifest without cookies unless told otherwise,
-    # and telerad answers a request without a session with the login page.
+    # Browsers fetch a web app manifest without cookies unless the link sets
+    # crossorigin, and telerad answers a request without a session with the login page.
     html = html.replace('<link rel="manifest" ', '<link rel="manifest" crossorigin="use-credentials" ')
     path.write_text(html, encoding="utf-8")
     hashes = []
