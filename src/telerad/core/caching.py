@@ -19,10 +19,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.http import parse_etags
 
 # Request headers that select nothing in a marked response.
 IRRELEVANT_VARY_HEADERS = frozenset({"cookie", "accept-language"})
 MARK = "telerad_same_for_everyone"
+
+
+def not_modified(request: HttpRequest, tag: str) -> bool:
+    """Return whether the request's If-None-Match names entity tag `tag`, compared weakly (RFC 9110 13.1.2)."""
+    return tag.removeprefix("W/") in {candidate.removeprefix("W/") for candidate in parse_etags(request.headers.get("If-None-Match", ""))}
 
 
 def same_for_everyone(response: HttpResponse) -> HttpResponse:

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, NoReturn
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
-from django.utils.http import parse_etags, quote_etag
+from django.utils.http import quote_etag
 from django.utils.translation import gettext as _
 
 from telerad.accounts.roles import Permission, requires
@@ -29,6 +29,7 @@ from telerad.archive.ingest import default_storage
 from telerad.archive.models import Instance, Series, Study
 from telerad.audit.events import Action
 from telerad.clinicians.access import AnyUser, restrict_to_visible_studies
+from telerad.core.caching import not_modified
 from telerad.dicomweb import bulkdata, frames, metadata
 from telerad.dicomweb.accept import MediaRange, Offer, choose, format_media_type, not_acceptable
 from telerad.dicomweb.http import VIEWER_NAMESPACE, DicomwebError, endpoint, record_access
@@ -144,11 +145,6 @@ def entity_tag(request: HttpRequest, found: Found, representation: str) -> str:
     for part in (representation, request.headers.get("Accept", ""), *(instance.dataset_sha256 for instance in found.instances)):
         digest.update(part.encode("utf-8") + b"\n")
     return "W/" + quote_etag(digest.hexdigest()[:32])
-
-
-def not_modified(request: HttpRequest, tag: str) -> bool:
-    # RFC 9110 13.1.2: If-None-Match compares entity tags weakly.
-    return tag.removeprefix("W/") in {candidate.removeprefix("W/") for candidate in parse_etags(request.headers.get("If-None-Match", ""))}
 
 
 def with_validators(response: HttpResponseBase, tag: str) -> HttpResponseBase:

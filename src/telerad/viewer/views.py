@@ -9,6 +9,7 @@ rest of telerad; a browser without a session gets the login page.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import mimetypes
 import re
@@ -18,15 +19,14 @@ from typing import Any
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import http_date, urlencode
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
-from django.views.static import was_modified_since
 
 from telerad.accounts.roles import Permission, requires
 from telerad.archive.models import Study
 from telerad.clinicians.access import restrict_to_visible_studies, sees_all_studies
-from telerad.core.caching import same_for_everyone
+from telerad.core.caching import not_modified, same_for_everyone
 from telerad.viewer import install
 
 # Hashed bundle names (for example 1602.bundle.94f12cceab7c2762.js or
@@ -135,15 +135,11 @@ def _not_installed(request: HttpRequest) -> HttpResponse:
 def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -> HttpResponse:
     hashed = HASHED_NAME.search(path.name) is not None
     worker = path.name in manifest.get("worker_scripts", ())
-    modified = int(path.stat().st_mtime)
-    if not hashed and not was_modified_since(request.headers.get("If-Modified-Since"), modified):
-        # The browser revalidates index.html and the unhashed style sheets
-        # (app.bundle.css is 107 kB) on every load, so the file date saves sending them again.
+    tag = None if hashed else _content_tag(path)
+    if tag is not None and not_modified(request, tag):
         unchanged = HttpResponseNotModified()
-        unchanged["Last-Modified"] = http_date(modified)
-        unchanged["Vary"] = "Accept-Encoding"
-        unchanged["Cache-Control"] = REVALIDATE
-        return _with_viewer_headers(unchanged, manifest, worker=worker)
+        unchanged["ETag"] = tag
+        return _with_caching(unchanged, hashed=False, worker=worker, manifest=manifest)
     content_type = MIME_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     compressed = path.with_name(path.name + ".gz")
     accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
@@ -152,14 +148,35 @@ def _file_response(request: HttpRequest, path: Path, manifest: dict[str, Any]) -
         response["Content-Encoding"] = "gzip"
     else:
         response = ViewerFileResponse(path.open("rb"), content_type=content_type, filename=path.name)
+    if tag is not None:
+        response["ETag"] = tag
+    return _with_caching(response, hashed=hashed, worker=worker, manifest=manifest)
+
+
+def _with_caching(response: HttpResponse, *, hashed: bool, worker: bool, manifest: dict[str, Any]) -> HttpResponse:
+    """Let browsers keep a viewer file: a year for a hashed name, else until its entity tag changes.
+
+    No viewer file contains patient data, so none varies with the session.
+    A request for the viewer's page is still checked for a session and for
+    access to the study before any 304.
+    """
     response["Vary"] = "Accept-Encoding"
-    if hashed:
-        response["Cache-Control"] = IMMUTABLE
-        same_for_everyone(response)
-    else:
-        response["Cache-Control"] = REVALIDATE
-        response["Last-Modified"] = http_date(modified)
+    response["Cache-Control"] = IMMUTABLE if hashed else REVALIDATE
+    same_for_everyone(response)
     return _with_viewer_headers(response, manifest, worker=worker)
+
+
+def _content_tag(path: Path) -> str:
+    # The OHIF package gives most files one fixed date (1985-10-26), so the
+    # date cannot tell an upgraded file from the one a browser keeps.
+    status = path.stat()
+    return _digest_tag(str(path), status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_tag(path: str, inode: int, modified_ns: int, size: int) -> str:
+    """Return a weak entity tag of the file's content; the other arguments key the cache."""
+    return 'W/"' + hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest() + '"'
 
 
 def _resolve(directory: Path, relative: str) -> Path | None:
