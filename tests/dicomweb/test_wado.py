@@ -685,12 +685,15 @@ def test_compressed_frames_406_lists_offers(client, store):
     assert 'Available: multipart/related; type="image/x-dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5' in message
 
 
+def pixel_data_bulk_address(client, ds) -> str:
+    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
+    return document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
+
+
 def test_pixel_data_bulk_needs_multipart(client, store):
     ds = store("emri_small.dcm")
-    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
-    uri = document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
 
-    response = client.get(uri, HTTP_ACCEPT="application/octet-stream")
+    response = client.get(pixel_data_bulk_address(client, ds), HTTP_ACCEPT="application/octet-stream")
 
     message = response.content.decode()
     assert response.status_code == 406
@@ -701,10 +704,8 @@ def test_pixel_data_bulk_needs_multipart(client, store):
 def test_one_frame_pixel_data_bulk_406(client, store):
     # Bulk data of pixel data is multipart even for one frame, so the number of frames is not the reason.
     ds = store("CT_small.dcm")
-    (document,) = json.loads(client.get(instance_url(ds) + "/metadata").content)
-    uri = document["7FE00010"]["BulkDataURI"].removeprefix("http://testserver")
 
-    response = client.get(uri, HTTP_ACCEPT="application/octet-stream")
+    response = client.get(pixel_data_bulk_address(client, ds), HTTP_ACCEPT="application/octet-stream")
 
     message = response.content.decode()
     assert response.status_code == 406
