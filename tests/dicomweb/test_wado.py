@@ -673,15 +673,31 @@ def test_several_frames_suggestion_keeps_range(client, store):
     assert client.get(url, HTTP_ACCEPT='multipart/related; type="application/*"').status_code == 200
 
 
+@pytest.mark.parametrize("frame_numbers", ["1", "1,2"])
+def test_compressed_frames_need_multipart(client, store, frame_numbers):
+    ds = store("SC_rgb_rle_2frame.dcm")
+    address = f"{instance_url(ds)}/frames/{frame_numbers}"
+
+    response = client.get(address, HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    message = response.content.decode()
+    suggested = message.rsplit("Accept: ", 1)[-1].strip()
+    again = client.get(address, HTTP_ACCEPT=suggested)
+
+    assert response.status_code == 406
+    assert "Compressed frames come only in a multipart/related response" in message
+    assert suggested == 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    assert again.status_code == 200
+    assert again["Content-Type"].startswith("multipart/related")
+
+
 def test_compressed_frames_406_lists_offers(client, store):
-    # A compressed frame needs multipart/related even alone, so the number of frames is not the reason.
     ds = store("SC_rgb_rle_2frame.dcm")
 
-    response = client.get(f"{instance_url(ds)}/frames/1,2", HTTP_ACCEPT="application/octet-stream")
+    response = client.get(f"{instance_url(ds)}/frames/1,2", HTTP_ACCEPT="image/png")
 
     message = response.content.decode()
     assert response.status_code == 406
-    assert "Several frames" not in message
+    assert "Compressed frames" not in message
     assert 'Available: multipart/related; type="image/x-dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5' in message
 
 

@@ -451,16 +451,14 @@ def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *,
         encodings.append({"type": OCTET_STREAM, "transfer-syntax": stored})
 
     offers = [Offer(MULTIPART, parameters) for parameters in encodings]
-    single_part_offers = []
-    if not location.encapsulated:
-        single_part_offers = [Offer(parameters["type"], {"transfer-syntax": parameters["transfer-syntax"]}) for parameters in encodings]
-    if single_part_allowed:
+    single_part_offers = [Offer(parameters["type"], {"transfer-syntax": parameters["transfer-syntax"]}) for parameters in encodings]
+    if single_part_allowed and not location.encapsulated:
         offers += single_part_offers
 
     header = request.headers.get("Accept", "")
     choice = choose(header, offers)
     if choice is None:
-        raise _frames_not_acceptable(header, offers, single_part_offers, frame_count)
+        raise _frames_not_acceptable(header, offers, single_part_offers, frame_count=frame_count, compressed=location.encapsulated)
     offer, media_range = choice
     multipart = offer.media_type == MULTIPART
     part_type = offer.parameters["type"] if multipart else offer.media_type
@@ -471,25 +469,31 @@ def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *,
     return FrameEncoding(multipart, part_type, syntax)
 
 
-def _frames_not_acceptable(header: str, offers: list[Offer], single_part_offers: list[Offer], frame_count: int) -> DicomwebError:
+def _frames_not_acceptable(header: str, offers: list[Offer], single_part_offers: list[Offer], *, frame_count: int, compressed: bool) -> DicomwebError:
     """Return the 406 error for a frames request.
 
-    When several frames are requested and Accept allows only a single-part
-    body, the message names the number of frames as the reason. It suggests
-    the client's single-part range as the type of a multipart/related range,
-    which keeps the client's transfer syntax and covers the multipart offer
-    of the same encoding.
+    When Accept allows only a single-part body, which the frames cannot
+    come in, the message names the reason: several frames, or compressed
+    ones. It suggests the client's single-part range as the type of a
+    multipart/related range, which keeps the client's transfer syntax and
+    covers the multipart offer of the same encoding.
     """
-    single_part_choice = choose(header, single_part_offers) if frame_count > 1 else None
+    single_part_choice = choose(header, single_part_offers) if compressed or frame_count > 1 else None
     if single_part_choice is None:
         return not_acceptable(header, offers)
 
     _offer, media_range = single_part_choice
     multipart_accept = format_media_type(MULTIPART, {"type": media_range.media_type, **media_range.parameters})
-    message = _(
-        "Several frames need a multipart/related response, but Accept (%(accept)s) allows only a single-part body, "
-        "which carries one frame. Request the frames with Accept: %(multipart_accept)s"
-    )
+    if compressed:
+        message = _(
+            "Compressed frames come only in a multipart/related response, but Accept (%(accept)s) allows only a single-part body. "
+            "Request the frames with Accept: %(multipart_accept)s"
+        )
+    else:
+        message = _(
+            "Several frames need a multipart/related response, but Accept (%(accept)s) allows only a single-part body, "
+            "which carries one frame. Request the frames with Accept: %(multipart_accept)s"
+        )
     return DicomwebError(406, message % {"accept": header.strip(), "multipart_accept": multipart_accept})
 
 
