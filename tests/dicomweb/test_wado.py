@@ -570,6 +570,7 @@ def test_frames_equal_pixel_array(client, store, name):
         ("SC_rgb_jpeg_dcmtk.dcm", "image/jpeg"),
         ("MR_small_jp2klossless.dcm", "image/jp2"),
         ("MR_small_jpeg_ls_lossless.dcm", "image/jls"),
+        ("SC_rgb_rle_2frame.dcm", "image/dicom-rle"),
         ("SC_rgb_rle_2frame.dcm", "image/x-dicom-rle"),
         ("examples_ybr_color.dcm", "image/jpeg"),
     ],
@@ -698,7 +699,7 @@ def test_compressed_frames_406_lists_offers(client, store):
     message = response.content.decode()
     assert response.status_code == 406
     assert "Compressed frames" not in message
-    assert 'Available: multipart/related; type="image/x-dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5' in message
+    assert 'Available: multipart/related; type="image/dicom-rle"; transfer-syntax=1.2.840.10008.1.2.5, multipart/related; type="image/x-dicom-rle"' in message
 
 
 def pixel_data_bulk_address(client, ds) -> str:

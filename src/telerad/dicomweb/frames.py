@@ -42,7 +42,12 @@ COMPRESSED_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.201": "image/jphc",
     "1.2.840.10008.1.2.4.202": "image/jphc",
     "1.2.840.10008.1.2.4.203": "image/jphc",
-    "1.2.840.10008.1.2.5": "image/x-dicom-rle",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+# Other names clients use for the same frames: dicomweb-client and the
+# DICOMweb client in OHIF's bundles name RLE frames image/x-dicom-rle.
+OTHER_COMPRESSED_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.5": ("image/x-dicom-rle",),
 }
 
 

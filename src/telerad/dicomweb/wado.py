@@ -446,6 +446,7 @@ def _frame_encoding(request: HttpRequest, location: frames.PixelDataLocation, *,
     if location.encapsulated:
         compressed_type = frames.COMPRESSED_MEDIA_TYPES.get(stored)
         encodings = [{"type": compressed_type, "transfer-syntax": stored}] if compressed_type else []
+        encodings += [{"type": other, "transfer-syntax": stored} for other in frames.OTHER_COMPRESSED_MEDIA_TYPES.get(stored, ())]
         if can_decode(stored):
             encodings.append(decoded)
         encodings.append({"type": OCTET_STREAM, "transfer-syntax": stored})
