@@ -87,7 +87,7 @@ def _rewrite_index(dist: Path) -> list[str]:
     html = re.sub(r'(href|src)="/(?!/)', lambda match: f'{match.group(1)}="{PREFIX}', html)
     html = re.sub(r"<title>[^<]*</title>", "<title>telerad viewer</title>", html)
     # Browsers fetch a web app manifest without cookies unless the link sets
-    # crossorigin, and telerad answers a request without a session with the login page.
+    # crossorigin, and telerad redirects a request without a session to the login page.
     html = html.replace('<link rel="manifest" ', '<link rel="manifest" crossorigin="use-credentials" ')
     path.write_text(html, encoding="utf-8")
     hashes = []
