@@ -209,8 +209,8 @@ def measure(server: common.TeleradListener, study: common.StudyFiles, runs: int)
             browser.close()
         for run in range(runs):
             # A radiologist's browser on a later day: the same profile on
-            # disk, a new browser process. Chromium keeps compiled code for a
-            # script from its second load on, so the third visit is measured.
+            # disk, a new browser process. In trial runs the third visit was much
+            # faster than the second, probably from Chromium's code cache.
             profile = Path(tempfile.mkdtemp(prefix="telerad-bench-profile-"))
             try:
                 for visit in range(RESTARTS):

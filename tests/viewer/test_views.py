@@ -136,7 +136,7 @@ def test_viewer_bundles_stay_cached_across_sessions(browser):
 
 @needs_viewer
 @pytest.mark.parametrize(("address", "name"), [("/viewer/app.bundle.css", "app.bundle.css"), ("/viewer/viewer?StudyInstanceUIDs=1.2.3", "index.html")])
-def test_viewer_answers_revalidation_of_unchanged_files(browser, address, name):
+def test_viewer_revalidates_unchanged_files_with_304(browser, address, name):
     first = browser.get(address, headers={"Accept-Encoding": "gzip"})
     again = browser.get(address, headers={"Accept-Encoding": "gzip", "If-None-Match": first["ETag"]})
     other = browser.get(address, headers={"If-None-Match": 'W/"0123456789abcdef"'})

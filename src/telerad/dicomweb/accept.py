@@ -161,7 +161,7 @@ def choose(header: str, offers: Iterable[Offer]) -> tuple[Offer, MediaRange] | N
 
 
 def format_media_type(media_type: str, parameters: Mapping[str, str]) -> str:
-    """Write a media type with its parameters as an Accept or Content-Type header carries it.
+    """Return a media type with its parameters, written as an Accept or Content-Type header carries them.
 
     A value that is not a token is quoted, with a backslash before each quote
     and backslash in it (RFC 9110 5.6.4).
